@@ -1,0 +1,31 @@
+# The two commands of the quick start, and the chores around them.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench reliability up down services clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/coproduction run
+
+services:
+	@bash scripts/start-services.sh
+
+test: $(STAMP) services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf var/ .pytest_cache

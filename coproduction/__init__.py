@@ -1,0 +1,1 @@
+"""The shared kernel: only the plumbing every service needs."""

@@ -1,0 +1,162 @@
+"""``coproduction``: one command, with a subcommand for every process and every chore."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from .config import DOMAIN_SERVICES, SERVICE_PORTS, Settings
+
+
+def _stop_on_signals(stop) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop())
+
+
+def cmd_serve(args) -> int:
+    from . import logs
+    from .web import serve
+    logs.setup(f"{args.service}-web")
+    serve(args.service, args.host, args.port or SERVICE_PORTS[args.service], args.workers)
+    return 0
+
+
+def cmd_relay(args) -> int:
+    from . import logs, metrics
+    from .bus import Bus, Publisher
+    from .outbox import Relay
+    from .service import load
+    logs.setup(f"{args.service}-relay")
+    spec = load(args.service)
+    settings = Settings.from_env(args.service)
+    db = spec.database(settings)
+    db.create_schema(spec.metadata)
+    bus = Bus(settings.broker_url, settings.bus_prefix, settings.queue_type)
+    relay = Relay(db, spec.outbox, Publisher(bus))
+    metrics.serve(settings.metrics_port)
+    _stop_on_signals(relay.stop)
+    relay.run()
+    return 0
+
+
+def cmd_consume(args) -> int:
+    from . import logs, metrics
+    from .bus import Bus
+    from gateway.app import database
+    from gateway.consumer import make_consumer
+    from gateway.models import metadata
+    logs.setup("gateway-consumer")
+    settings = Settings.from_env("gateway")
+    db = database(settings)
+    db.create_schema(metadata)
+    consumer = make_consumer(settings, db, Bus(settings.broker_url, settings.bus_prefix, settings.queue_type))
+    metrics.serve(settings.metrics_port)
+    _stop_on_signals(consumer.stop)
+    consumer.run()
+    return 0
+
+
+def cmd_clients(args) -> int:
+    from gateway import clients
+    from gateway.app import database
+    from gateway.models import metadata
+    db = database(Settings.from_env("gateway"))
+    db.create_schema(metadata)
+    if args.action == "create":
+        try:
+            client_id, token = clients.create(db, args.name, args.org, args.role, args.scope or [],
+                                              args.without or [])
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"client {client_id} ({args.name}, {args.org}, {args.role}) created; its token, shown once:")
+        print(token)
+    elif args.action == "list":
+        print(json.dumps(clients.listing(db), indent=2))
+    elif args.action == "revoke":
+        if not clients.revoke(db, args.id):
+            print(f"error: no active client {args.id}", file=sys.stderr)
+            return 1
+        print(f"client {args.id} revoked")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from gateway import audit
+    from gateway.app import database
+    db = database(Settings.from_env("gateway"))
+    with db.session() as session:
+        problems = audit.verify(session)
+    if problems:
+        for p in problems:
+            print(p)
+        print(f"audit chain BROKEN: {len(problems)} problem(s)")
+        return 1
+    print("audit chain verified")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from .web import migrate
+    migrate(args.service)
+    print(f"{args.service}: schema up to date")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .run import run_all
+    return run_all(services=args.services or list(DOMAIN_SERVICES))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="coproduction", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve a service's or the gateway's HTTP API (gunicorn)")
+    p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ["PORT"]) if os.environ.get("PORT") else None)
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2")))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("relay", help="publish a service's outbox to the bus")
+    p.add_argument("service", choices=DOMAIN_SERVICES)
+    p.set_defaults(func=cmd_relay)
+
+    p = sub.add_parser("consume", help="project service events into the gateway's portfolio")
+    p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("clients", help="manage the clients that may call the gateway")
+    csub = p.add_subparsers(dest="action", required=True)
+    c = csub.add_parser("create")
+    c.add_argument("--name", required=True)
+    c.add_argument("--org", required=True, help="ODS code of the organisation")
+    c.add_argument("--role", required=True, choices=["hospital", "gp", "social_care", "community", "admin"])
+    c.add_argument("--scope", action="append", help="an extra scope beyond the role's")
+    c.add_argument("--without", action="append", help="a scope of the role to leave out")
+    csub.add_parser("list")
+    c = csub.add_parser("revoke")
+    c.add_argument("id")
+    p.set_defaults(func=cmd_clients)
+
+    p = sub.add_parser("audit", help="check the audit trail's hash chain")
+    p.add_argument("action", choices=["verify"])
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("migrate", help="bring a service's database schema up to date")
+    p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("run", help="start the whole platform on this machine")
+    p.add_argument("services", nargs="*", help="domain services to start (default: all that exist)")
+    p.set_defaults(func=cmd_run)
+
+    args = parser.parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Storage through SQLAlchemy: a SQLite file under var/ by default, PostgreSQL with DATABASE_URL.
+
+On PostgreSQL each service keeps its tables in its own schema (named after the service), so one
+database can hold every service on a laptop and tests can run side by side; in production each
+service gets a database of its own as well.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+#: an auto-incrementing 64-bit key on PostgreSQL that SQLite also auto-increments
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Database:
+    def __init__(self, url: str, schema: str | None = None, pool_size: int = 5):
+        self.url = url
+        self.schema = schema
+        self.is_postgres = url.startswith("postgresql")
+        if self.is_postgres:
+            url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+            options = {}
+            if schema:
+                options["options"] = f"-csearch_path={schema}"
+            self.engine: Engine = create_engine(
+                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                pool_recycle=1800, connect_args=options)
+        else:
+            self.engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # SQLite opens a read transaction lazily; BEGIN IMMEDIATE makes writers queue up
+            # instead of failing with "database is locked" halfway through a transaction.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self, metadata: MetaData) -> None:
+        with self.engine.begin() as conn:
+            if self.is_postgres:  # processes starting together must not race on CREATE TABLE
+                conn.execute(text("SELECT pg_advisory_xact_lock(7240000)"))
+                if self.schema:
+                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            metadata.create_all(conn)
+
+    def drop_schema(self) -> None:
+        if self.is_postgres and self.schema:
+            with self.engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" listener issue BEGIN itself
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

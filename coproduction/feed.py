@@ -1,0 +1,32 @@
+"""``GET /v1/events?after=N``: a service's own event log, read from its outbox, for rebuilds."""
+from __future__ import annotations
+
+import flask_smorest
+import marshmallow as ma
+from flask import jsonify
+
+from .auth import requires
+from .http import ctx
+from .outbox import read_feed
+
+
+class FeedQuery(ma.Schema):
+    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=5000))
+
+
+def feed_blueprint() -> flask_smorest.Blueprint:
+    bp = flask_smorest.Blueprint("events", __name__, url_prefix="/v1/events",
+                                 description="The service's event log (its outbox), in order.")
+
+    @bp.route("")
+    @requires("admin")
+    @bp.arguments(FeedQuery, location="query")
+    def events(query):
+        service = ctx()
+        with service.db.session() as session:
+            items = read_feed(session, service.tables["outbox"], query["after"], query["limit"])
+        next_after = items[-1]["position"] if items else query["after"]
+        return jsonify(items=items, next_after=next_after)
+
+    return bp

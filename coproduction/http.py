@@ -1,0 +1,254 @@
+"""The Flask app factory every service and the gateway use, with the shared HTTP contract:
+RFC 9457 problem+json errors, /healthz and /readyz, OpenAPI at /openapi.json with docs at /docs,
+body limits, request metrics and W3C trace context.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import flask_smorest
+import marshmallow as ma
+from flask import Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from . import metrics
+from .config import Settings
+from .db import Database
+from .events import TRACEPARENT
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details."""
+
+    type = ma.fields.String()
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()))
+
+
+class Problem(HTTPException):
+    """Raise to answer with problem+json."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None,
+                 errors: dict[str, list[str]] | None = None, headers: dict | None = None):
+        super().__init__(description=detail)
+        self.code = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    """{"goals": {0: {"description": ["..."]}}} -> {"goals.0.description": ["..."]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":
+                name = prefix or "body"
+            out.update(flatten_errors(value, name))
+    elif isinstance(errors, list):
+        if all(isinstance(e, str) for e in errors):
+            out.setdefault(prefix or "body", []).extend(errors)
+        else:
+            for e in errors:
+                out.update(flatten_errors(e, prefix))
+    else:
+        out.setdefault(prefix or "body", []).append(str(errors))
+    return out
+
+
+def problem_response(status: int, title: str, detail: str | None = None,
+                     errors: dict | None = None, headers: dict | None = None) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM)
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error):
+        if isinstance(error, Problem):
+            return problem_response(error.code, error.title, error.detail, error.errors, error.headers)
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        headers = dict(data.get("headers") or {})
+        if error.code == 429 and "Retry-After" not in headers:
+            headers["Retry-After"] = "1"
+        detail = data.get("message") or (error.description if error.code != 422 else None)
+        flat = None
+        if errors:
+            # webargs nests by location ("json", "query"...): drop it, keep the field path
+            nested = {}
+            for location, fields in errors.items():
+                if isinstance(fields, dict):
+                    nested.update(fields)
+                else:
+                    nested[location] = fields
+            flat = flatten_errors(nested)
+            if error.code == 422 and not detail:
+                detail = "Some fields are not valid: " + ", ".join(sorted(flat))
+        return problem_response(error.code, error.name, detail, flat, headers)
+
+
+@dataclass
+class ServiceContext:
+    """What a running service holds: its settings, its database and its own tables."""
+
+    name: str
+    settings: Settings
+    db: Database
+    metadata: Any
+    tables: dict[str, Any] = field(default_factory=dict)
+
+
+def ctx() -> ServiceContext:
+    return current_app.extensions["coproduction"]
+
+
+def traceparent() -> str:
+    value = getattr(g, "traceparent", None)
+    if value is None:
+        value = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+        g.traceparent = value
+    return value
+
+
+def create_app(name: str, title: str, *, settings: Settings, db: Database, metadata,
+               blueprints: list, tables: dict | None = None, description: str = "",
+               extra_ready: Callable[[], None] | None = None) -> Flask:
+    """The one way every service and the gateway build their Flask app."""
+    app = Flask(name)
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        API_SPEC_OPTIONS={
+            "info": {"description": description or title},
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        },
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.extensions["coproduction"] = ServiceContext(name, settings, db, metadata, tables or {})
+    api = Api(app)
+    for bp in blueprints:
+        api.register_blueprint(bp)
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        incoming = request.headers.get("traceparent", "")
+        if TRACEPARENT.match(incoming):
+            g.traceparent = incoming
+
+    @app.after_request
+    def _finish(resp: Response):
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUEST_LATENCY.labels(name, request.method, endpoint, resp.status_code).observe(elapsed)
+        resp.headers.setdefault("traceparent", traceparent())
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        from sqlalchemy import exc as sa_exc
+        if isinstance(exc, HTTPException):
+            return api.handle_http_exception(exc)
+        if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+            log.warning("database unavailable: %s", exc)
+            return problem_response(503, "Service Unavailable", "The database is unavailable; retry shortly.",
+                                    headers={"Retry-After": "2"})
+        log.exception("unhandled error")
+        return problem_response(500, "Internal Server Error", "An unexpected error; it has been logged.")
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", service=name)
+
+    @app.get("/readyz")
+    def readyz():
+        checks = {}
+        try:
+            db.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        if extra_ready is not None:
+            try:
+                extra_ready()
+                checks["broker"] = "ok"
+            except Exception as exc:
+                checks["broker"] = f"unavailable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        resp = jsonify(status="ok" if ok else "unavailable", checks=checks)
+        resp.status_code = 200 if ok else 503
+        return resp
+
+    @app.get("/metrics")
+    def metrics_endpoint():
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# -- optimistic concurrency ---------------------------------------------------------------
+def with_etag(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
+    resp = jsonify(payload)
+    resp.status_code = status
+    resp.headers["ETag"] = f'"{payload["version"]}"'
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def check_if_match(current_version: int) -> None:
+    """428 without If-Match, 412 when it names another version."""
+    header = request.headers.get("If-Match")
+    if not header:
+        raise Problem(428, "Precondition Required",
+                      "Send If-Match with the ETag you last read, so no one's change is overwritten.")
+    if header.strip() == "*":
+        return
+    wanted = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
+    if str(current_version) not in wanted:
+        raise Problem(412, "Precondition Failed",
+                      f"The resource is at version {current_version}; read it again and retry.",
+                      headers={"ETag": f'"{current_version}"'})
+
+
+def page_args(default: int = 50, maximum: int = 500) -> int:
+    raw = request.args.get("limit", default)
+    try:
+        limit = int(raw)
+    except (TypeError, ValueError):
+        raise Problem(422, "Unprocessable Content", errors={"limit": ["Not a valid integer."]})
+    if not 1 <= limit <= maximum:
+        raise Problem(422, "Unprocessable Content", errors={"limit": [f"Must be between 1 and {maximum}."]})
+    return limit

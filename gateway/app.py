@@ -1,0 +1,24 @@
+"""The gateway: the one public door. ``create_app`` wires auth, audit, routing and the read model."""
+from __future__ import annotations
+
+from coproduction.config import Settings
+from coproduction.db import Database
+from coproduction.http import create_app as kernel_app
+
+from . import api, routing, security
+from .models import metadata
+
+
+def database(settings: Settings) -> Database:
+    return Database(settings.database_url, settings.db_schema, pool_size=10)
+
+
+def create_app(settings: Settings | None = None):
+    settings = settings or Settings.from_env("gateway")
+    db = database(settings)
+    app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
+                     blueprints=[api.bp], description="The one door to a person's portfolio")
+    app.register_blueprint(routing.bp)
+    app.before_request(security.authenticate)
+    app.after_request(security.write_audit)
+    return app

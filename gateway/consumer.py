@@ -1,0 +1,21 @@
+"""The gateway's consumer: service events into the portfolio projection."""
+from __future__ import annotations
+
+from coproduction.bus import Bus
+from coproduction.config import Settings
+from coproduction.consumer import Consumer
+from coproduction.db import Database
+
+from . import projection
+from .readers import binding_keys
+
+QUEUE = "gateway.portfolio"
+
+
+def make_consumer(settings: Settings, db: Database, bus: Bus) -> Consumer:
+    def handle(event: dict) -> None:
+        with db.session() as session:
+            projection.apply(session, event)
+
+    return Consumer(bus, QUEUE, binding_keys(), handle, max_attempts=settings.max_attempts,
+                    retry_delay_ms=settings.retry_delay_ms)

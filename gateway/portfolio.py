@@ -1,0 +1,129 @@
+"""Composing one person's portfolio document from the aggregates the gateway holds.
+
+The document is recomposed by the consumer whenever one of the person's aggregates changes, so a
+read is one indexed row; consent (what a role may see) is applied at read time by :func:`for_role`.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from coproduction.events import iso
+
+from .priorities import Held, merge
+
+SECTIONS = {"plans": "plan", "budgets": "budget", "decisions": "decisions", "groups": "groups"}
+ACTIVE_FIRST = {"active": 0, "agreed": 0, "under_review": 0, "on_hold": 1, "suspended": 1,
+                "planning": 2, "requested": 2, "draft": 2}
+
+
+def _public(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.startswith("_")}
+
+
+def _pick(rows: list) -> dict | None:
+    """The one current plan or budget: live before finished, then the newest."""
+    if not rows:
+        return None
+    best = sorted(rows, key=lambda r: (ACTIVE_FIRST.get(r["state"].get("status"), 9),
+                                       _neg_time(r["event_time"])))[0]
+    return _section(best)
+
+
+def _neg_time(moment) -> float:
+    return -datetime.fromisoformat(iso(moment).replace("Z", "+00:00")).timestamp()
+
+
+def _section(row) -> dict:
+    return dict(_public(row["state"]), id=row["aggregate_id"], version=row["version"],
+                updated_at=iso(row["event_time"]))
+
+
+def compose(nhs_number: str, rows: list, recent: list) -> dict:
+    by_service: dict[str, list] = {s: [] for s in SECTIONS}
+    for row in rows:
+        by_service.setdefault(row["service"], []).append(row)
+
+    agreed_plans = [r for r in by_service["plans"] if r["state"].get("agreed_at")]
+    newest_agreed = max(agreed_plans, key=lambda r: r["state"]["agreed_at"], default=None)
+    held = []
+    for row in rows:
+        is_newest_agreed = newest_agreed is not None and row is newest_agreed
+        for p in row["state"].get("priorities", []):
+            held.append(Held(row["service"], row["aggregate_id"], p,
+                             p.get("rank") if is_newest_agreed else None))
+    merged = merge(held)
+
+    freshness = {}
+    for service, service_rows in by_service.items():
+        if service_rows:
+            newest = max(service_rows, key=lambda r: r["event_time"])
+            freshness[service] = {"last_event_type": newest["last_type"],
+                                  "last_event_at": iso(newest["event_time"]),
+                                  "applied_at": iso(max(r["applied_at"] for r in service_rows))}
+        else:
+            freshness[service] = None
+
+    timeline = []
+    for entry in recent:
+        event = json.loads(entry.body)
+        timeline.append({"position": entry.position, "type": entry.type, "time": event["time"],
+                         "service": event["source"].rsplit("/", 1)[-1], "ref": event["aggregateid"],
+                         "summary": _summary(event)})
+    timeline.sort(key=lambda t: (t["time"], t["position"]), reverse=True)
+
+    return {
+        "nhs_number": nhs_number,
+        "priorities": merged["current"],
+        "past_priorities": merged["past"],
+        "plan": _pick(by_service["plans"]),
+        "plans": [_section(r) for r in sorted(by_service["plans"], key=lambda r: r["event_time"])],
+        "budget": _pick(by_service["budgets"]),
+        "decisions": [_section(r) for r in sorted(by_service["decisions"], key=lambda r: r["event_time"],
+                                                   reverse=True)],
+        "groups": [_section(r) for r in sorted(by_service["groups"], key=lambda r: r["event_time"],
+                                                reverse=True)],
+        "timeline": timeline,
+        "freshness": freshness,
+    }
+
+
+def _summary(event: dict) -> str:
+    data = event.get("data", {})
+    kind, action = event["type"].split(".", 1)
+    detail = data.get("title") or data.get("question") or data.get("reason") or ""
+    return f"{kind} {action}" + (f": {detail}" if detail else "")
+
+
+#: portfolio section -> the service whose data it shows
+SECTION_SERVICE = {"plan": "plans", "plans": "plans", "budget": "budgets", "decisions": "decisions",
+                   "groups": "groups"}
+
+
+def for_role(document: dict, withheld_services: set[str]) -> dict:
+    """The document as a role may see it: withheld initiatives removed, and said so."""
+    if not withheld_services:
+        return dict(document, withheld=[])
+    doc = dict(document)
+    for section, service in SECTION_SERVICE.items():
+        if service in withheld_services and section in doc:
+            doc[section] = None if section in ("plan", "budget") else []
+
+    def visible(items):
+        out = []
+        for item in items:
+            sources = [s for s in item["sources"] if s["service"] not in withheld_services]
+            if sources:
+                out.append(dict(item, sources=sources,
+                                initiatives=sorted({s["service"] for s in sources}),
+                                conflicts=[c for c in item["conflicts"]
+                                           if c["newer"]["service"] not in withheld_services
+                                           and c["older"]["service"] not in withheld_services]))
+        return out
+
+    doc["priorities"] = visible(doc["priorities"])
+    doc["past_priorities"] = visible(doc["past_priorities"])
+    doc["timeline"] = [t for t in doc["timeline"] if t["service"] not in withheld_services]
+    doc["freshness"] = {k: v for k, v in doc["freshness"].items() if k not in withheld_services}
+    doc["withheld"] = sorted(withheld_services)
+    return doc

@@ -1,0 +1,83 @@
+"""Who is calling the gateway, what they may do, and the audit of every access to a person."""
+from __future__ import annotations
+
+import re
+
+from flask import current_app, g, request
+from sqlalchemy import select
+
+from coproduction.auth import Caller, unauthorised
+from coproduction.http import Problem, ctx
+from coproduction.nhs_number import is_valid
+
+from . import audit, clients
+from .models import sharing
+
+PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/docs", "/metrics", "/static/", "/login", "/favicon")
+PERSON_PATH = re.compile(r"^/v1/people/([^/]+)(/|$)")
+
+
+def authenticate() -> None:
+    """before_request: every /v1 route needs a client's bearer token (pages use the session)."""
+    g.caller = None
+    path = request.path
+    if path.startswith(PUBLIC) or path == "/":
+        return
+    if not path.startswith("/v1/"):
+        return  # web pages check the session themselves
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise unauthorised("A bearer token is required (Authorization: Bearer <token>).")
+    caller = clients.authenticate(ctx().db, header[7:].strip())
+    if caller is None:
+        raise unauthorised("The token is not valid or was revoked.")
+    purpose = request.headers.get("X-Purpose", "direct care").strip()[:200] or "direct care"
+    g.caller = Caller(caller.client_id, caller.name, caller.org, caller.role, caller.scopes, purpose)
+
+
+def caller() -> Caller:
+    if g.get("caller") is None:
+        raise unauthorised("A bearer token is required.")
+    return g.caller
+
+
+def need(scope: str) -> Caller:
+    who = caller()
+    g.audit_scope = scope
+    if not who.has(scope):
+        raise Problem(403, "Forbidden", f"This needs the scope {scope}.")
+    return who
+
+
+def audit_person(nhs_number: str | None, scope: str | None = None) -> None:
+    """Mark this request as touching a person's data: one audit record is written after it."""
+    if nhs_number and is_valid(nhs_number):
+        g.audit_nhs = nhs_number
+    if scope:
+        g.audit_scope = scope
+
+
+def withheld(session, nhs_number: str, role: str) -> set[str]:
+    prefs = session.execute(select(sharing.c.withhold).where(sharing.c.nhs_number == nhs_number)
+                            ).scalar_one_or_none()
+    if not prefs or role == "admin":
+        return set()
+    return set(prefs.get(role, []))
+
+
+def write_audit(response):
+    """after_request: one record per request that touched a person's data, allowed or refused."""
+    nhs = g.get("audit_nhs")
+    if nhs is None:
+        match = PERSON_PATH.match(request.path)
+        if match and is_valid(match.group(1)):
+            nhs = match.group(1)
+    if nhs is None:
+        return response
+    who = g.get("caller")
+    with ctx().db.session() as session:
+        audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
+                     action=request.method, resource=request.full_path.rstrip("?"),
+                     purpose=getattr(who, "purpose", None) or request.headers.get("X-Purpose", "direct care"),
+                     status=response.status_code)
+    return response

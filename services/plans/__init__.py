@@ -1,0 +1,1 @@
+"""Year of Care care and support planning."""

@@ -1,0 +1,55 @@
+"""The suite runs against real RabbitMQ and PostgreSQL: it fails loudly, never skips, without them."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from harness import Platform
+
+HOW_TO_START = {
+    "PostgreSQL (127.0.0.1:5432)": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "RabbitMQ (127.0.0.1:5672)": "rabbitmq-server -detached",
+}
+
+
+def _reachable(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session):
+    missing = [name for name, port in (("PostgreSQL (127.0.0.1:5432)", 5432), ("RabbitMQ (127.0.0.1:5672)", 5672))
+               if not _reachable(port)]
+    if missing:
+        lines = "\n".join(f"  {m}: start it with `{HOW_TO_START[m]}`" for m in missing)
+        pytest.exit(f"The suite needs real services that are not running:\n{lines}\n"
+                    "(`make test` starts them when they are installed.)", returncode=3)
+
+
+@pytest.fixture
+def platform(tmp_path):
+    """The whole platform in this process, over RabbitMQ and PostgreSQL."""
+    p = Platform(tmp_path)
+    try:
+        yield p.start()
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def make_platform(tmp_path):
+    """Build a platform with options; the test starts what it needs."""
+    made = []
+
+    def make(**kwargs):
+        p = Platform(tmp_path / f"p{len(made)}", **kwargs)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()

@@ -1,0 +1,253 @@
+"""Running the platform for tests: real HTTP servers, real RabbitMQ and PostgreSQL.
+
+``Platform`` starts each part either in this process (a thread per server, relay and consumer:
+fast) or as the very processes ``coproduction run`` starts (for killing them). Each platform gets
+its own PostgreSQL schemas and its own RabbitMQ name prefix, so tests never see each other.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from werkzeug.serving import make_server
+
+from coproduction.bus import Bus, Publisher
+from coproduction.config import Settings
+from coproduction.outbox import Relay
+from coproduction.service import load
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
+AMQP_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.02, message: str = "condition"):
+    """Poll until condition() is truthy; return its value or fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except Exception as exc:  # the thing polled may not be up yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+class ThreadServer:
+    def __init__(self, app, port: int):
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Platform:
+    def __init__(self, tmp_path: Path, services=("plans",), broker: str = "amqp", database: str = "postgres",
+                 retry_delay_ms: int = 200, max_attempts: int = 3, extra_env: dict | None = None):
+        self.tag = "t" + uuid.uuid4().hex[:10]
+        self.services = list(services)
+        self.ports = {name: free_port() for name in ["gateway", *self.services]}
+        self.var = tmp_path / "var"
+        self.var.mkdir(parents=True, exist_ok=True)
+        env = {
+            "VAR_DIR": str(self.var),
+            "SERVICE_TOKEN_SECRET": "test-secret-must-be-long-enough-" + self.tag,
+            "RETRY_DELAY_MS": str(retry_delay_ms),
+            "MAX_ATTEMPTS": str(max_attempts),
+            "ALLOW_LOOPBACK_WEBHOOKS": "1",
+            "RATE_LIMIT": "100000 per minute",
+        }
+        if broker == "amqp":
+            env.update(BROKER_URL=AMQP_URL, BUS_PREFIX=self.tag + ".")
+        else:
+            env.update(BROKER_URL=f"filesystem://{self.var / 'bus'}")
+        if database == "postgres":
+            env.update(DATABASE_URL=PG_URL, DB_SCHEMA_PREFIX=self.tag + "_")
+        for name, port in self.ports.items():
+            env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+        env.update(extra_env or {})
+        self.env = env
+        self._saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        self.servers: dict[str, ThreadServer] = {}
+        self.threads: dict[str, tuple] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.tokens: dict[str, str] = {}
+        self.url = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.http = requests.Session()
+
+    # -- settings and parts ----------------------------------------------------------------
+    def settings(self, name: str) -> Settings:
+        return Settings.from_env(name)
+
+    def bus(self) -> Bus:
+        s = self.settings("gateway")
+        return Bus(s.broker_url, s.bus_prefix, s.queue_type)
+
+    def database(self, name: str):
+        if name == "gateway":
+            from gateway.app import database
+            return database(self.settings("gateway"))
+        return load(name).database(self.settings(name))
+
+    def migrate(self):
+        from coproduction.web import migrate
+        for name in ["gateway", *self.services]:
+            migrate(name)
+
+    # -- in-thread parts -------------------------------------------------------------------
+    def start_web(self, name: str):
+        if name == "gateway":
+            from gateway.app import create_app
+        else:
+            create_app = load(name).create_app
+        self.servers[name] = ThreadServer(create_app(self.settings(name)), self.ports[name])
+
+    def start_relay(self, name: str):
+        spec = load(name)
+        relay = Relay(self.database(name), spec.outbox, Publisher(self.bus()))
+        t = threading.Thread(target=relay.run, daemon=True)
+        t.start()
+        self.threads[name + "-relay"] = (relay, t)
+        return relay
+
+    def start_consumer(self):
+        from gateway.consumer import make_consumer
+        consumer = make_consumer(self.settings("gateway"), self.database("gateway"), self.bus())
+        t = threading.Thread(target=consumer.run, daemon=True)
+        t.start()
+        self.threads["gateway-consumer"] = (consumer, t)
+        wait_for(consumer.ready.is_set, message="the gateway consumer to be ready")
+        return consumer
+
+    def stop_thread(self, key: str):
+        part, thread = self.threads.pop(key)
+        part.stop()
+        thread.join(timeout=10)
+
+    def start(self):
+        """Everything in-thread: each service's web and relay, the gateway's web and consumer."""
+        self.migrate()
+        self.start_consumer()
+        for name in self.services:
+            self.start_web(name)
+            self.start_relay(name)
+        self.start_web("gateway")
+        self.create_clients()
+        return self
+
+    # -- as real processes -----------------------------------------------------------------
+    def spawn(self, key: str, *argv: str, port: int | None = None) -> subprocess.Popen:
+        env = dict(os.environ, **self.env)
+        if port:
+            env["PORT"] = str(port)
+        env["WEB_WORKERS"] = "1"
+        log = open(self.var / f"{key}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs[key] = proc
+        return proc
+
+    def spawn_web(self, name: str):
+        proc = self.spawn(name + "-web", "serve", name, port=self.ports[name])
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{self.ports[name]}/healthz", timeout=1).ok,
+                 timeout=30, message=f"{name} web")
+        return proc
+
+    def kill(self, key: str, sig: int = 9):
+        proc = self.procs.pop(key)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        return proc.returncode
+
+    def log(self, key: str) -> str:
+        return (self.var / f"{key}.log").read_text(errors="replace")
+
+    # -- clients ---------------------------------------------------------------------------
+    def create_clients(self):
+        from gateway import clients
+        db = self.database("gateway")
+        for role in ("hospital", "gp", "social_care", "community", "admin"):
+            _id, self.tokens[role] = clients.create(db, f"test {role}", f"ORG{role[:3].upper()}", role)
+        db.dispose()
+
+    def call(self, role: str | None, method: str, path: str, **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if role:
+            headers.setdefault("Authorization", f"Bearer {self.tokens[role]}")
+        return self.http.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def portfolio_shows(self, nhs: str, predicate, role: str = "hospital", timeout: float = 20):
+        def check():
+            r = self.call(role, "GET", f"/v1/people/{nhs}/portfolio")
+            return r.json() if r.status_code == 200 and predicate(r.json()) else None
+        return wait_for(check, timeout=timeout, interval=0.05, message=f"the portfolio of {nhs}")
+
+    # -- teardown --------------------------------------------------------------------------
+    def stop(self):
+        for key in list(self.threads):
+            try:
+                self.stop_thread(key)
+            except Exception:
+                pass
+        for server in self.servers.values():
+            server.stop()
+        for key, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.http.close()
+        for name in ["gateway", *self.services]:
+            try:
+                db = self.database(name)
+                db.drop_schema()
+                db.dispose()
+            except Exception:
+                pass
+        if self.env.get("BUS_PREFIX"):
+            delete_queues(self.env["BUS_PREFIX"])
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def delete_queues(prefix: str) -> None:
+    """Remove the queues and exchanges a test declared (by their prefix)."""
+    import amqp
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True)
+    ex = subprocess.run(["rabbitmqctl", "-q", "list_exchanges", "name"], capture_output=True, text=True)
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    ch = conn.channel()
+    for name in out.stdout.split():
+        if name.startswith(prefix):
+            ch.queue_delete(name)
+    for name in ex.stdout.split():
+        if name.startswith(prefix):
+            ch.exchange_delete(name)
+    conn.close()
