@@ -42,12 +42,14 @@ class PlanIn(Tolerant):
     agreed_at = fields.String(allow_none=True, load_default=None)
 
 
-#: event type -> (service, kind of aggregate, reader)
-READERS: dict[str, tuple[str, str, type[Schema]]] = {
-    t: ("plans", "plan", PlanIn) for t in ("plan.created", "plan.agreed", "plan.revised", "plan.closed")
-}
-
-
 def binding_keys() -> list[str]:
     prefixes = sorted({t.split(".")[0] for t in READERS})
     return [f"{p}.*" for p in prefixes]
+
+
+#: event type -> (service, kind of aggregate, reader). Each service's section below adds its types.
+READERS: dict[str, tuple[str, str, type[Schema]]] = {}
+
+# -- plans --------------------------------------------------------------------------------------
+READERS.update({t: ("plans", "plan", PlanIn)
+                for t in ("plan.created", "plan.agreed", "plan.revised", "plan.closed")})

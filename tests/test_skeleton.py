@@ -32,3 +32,14 @@ def test_plan_created_and_agreed_reaches_the_portfolio(platform):
     assert priority["sources"][0]["service"] == "plans" and priority["sources"][0]["ref"] == plan["id"]
     assert priority["rank"] == 1
     assert [t["type"] for t in doc["timeline"]] == ["plan.agreed", "plan.created"]
+
+
+def test_the_same_path_on_the_embedded_defaults(make_platform):
+    """SQLite files and kombu's filesystem transport under var/: what `make run` uses."""
+    platform = make_platform(broker="filesystem", database="sqlite").start()
+    r = platform.call("gp", "POST", "/v1/plans", json=PLAN)
+    assert r.status_code == 201, r.text
+    platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers={"If-Match": '"1"'},
+                  json={"agreed_by": "Dr A Patel", "person_agreed": True})
+    doc = platform.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
+    assert doc["priorities"][0]["text"] == "Walk my grandson to school"

@@ -29,7 +29,7 @@ class PlanEventData(Schema):
 for _type in ("plan.created", "plan.agreed", "plan.revised", "plan.closed"):
     event_type(_type)(PlanEventData)
 
-SAMPLE = {
+_SAMPLE = {
     "plan_id": "3f0c1d2e-0000-4000-8000-000000000001", "status": "active",
     "conditions": ["type 2 diabetes"],
     "priorities": [{"id": "5b7a0f0e-0000-4000-8000-000000000002", "text": "Walk my grandson to school",
@@ -39,3 +39,7 @@ SAMPLE = {
     "agreed_by": "Dr A Patel", "person_agreed": True, "agreed_at": "2026-11-25T10:00:00Z",
     "changed_by": {"client": "gp-1", "org": "A81001", "role": "gp"},
 }
+
+#: one sample payload per type: contract tests load each through every consumer's reader
+SAMPLES = {t: dict(_SAMPLE, status="draft" if t == "plan.created" else _SAMPLE["status"])
+           for t in ("plan.created", "plan.agreed", "plan.revised", "plan.closed")}
