@@ -181,7 +181,8 @@ def dead_letters(bus: Bus, queue: str, limit: int = 1000) -> list[dict]:
                     msg = simple.get(block=True, timeout=0.5)
                 except simple.Empty:
                     break
-                out.append({"headers": dict(msg.headers or {}), "body": msg.body})
+                body = msg.body if isinstance(msg.body, bytes) else msg.body.encode()
+                out.append({"headers": dict(msg.headers or {}), "body": body})
                 msg.ack()
         finally:
             simple.close()
