@@ -164,6 +164,12 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
     @app.before_request
     def _start():
         g.started = time.perf_counter()
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is None and request.method in ("POST", "PUT", "PATCH"):
+            # A chunked body has no Content-Length: werkzeug stops reading at the limit and
+            # would hand over a silently truncated body, so read it here and refuse it whole.
+            if len(request.get_data(cache=True)) >= limit:
+                raise Problem(413, "Content Too Large", f"The request body exceeds {limit} bytes.")
         incoming = request.headers.get("traceparent", "")
         if TRACEPARENT.match(incoming):
             g.traceparent = incoming

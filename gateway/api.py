@@ -59,3 +59,105 @@ def get_priorities(nhs_number):
     doc = portfolio.for_role(document, hidden)
     return jsonify(nhs_number=nhs_number, items=doc["priorities"], past=doc["past_priorities"],
                    withheld=doc["withheld"])
+
+
+# -- audit ----------------------------------------------------------------------------------------
+audit_bp = flask_smorest.Blueprint("audit", __name__, url_prefix="/v1",
+                                   description="Who accessed a person's data: the hash-chained audit trail")
+
+
+class AuditQuery(ma.Schema):
+    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
+    nhs_number = ma.fields.String(load_default=None)
+
+
+def _audit_page(where, after: int, limit: int):
+    from .audit import to_json
+    from .models import audit_log
+    with ctx().db.session() as session:
+        rows = session.execute(select(audit_log).where(audit_log.c.seq > after, *where)
+                               .order_by(audit_log.c.seq).limit(limit)).mappings().all()
+    items = [to_json(r) for r in rows]
+    return {"items": items, "next_cursor": str(items[-1]["seq"]) if len(items) == limit else None}
+
+
+@audit_bp.route("/audit")
+@audit_bp.arguments(AuditQuery, location="query")
+def list_audit(query):
+    from .models import audit_log
+    need("audit:read")
+    where = [audit_log.c.nhs_number == query["nhs_number"]] if query["nhs_number"] else []
+    return jsonify(_audit_page(where, query["after"], query["limit"]))
+
+
+@bp.route("/<nhs_number>/access-log")
+@bp.arguments(AuditQuery, location="query")
+def access_log(query, nhs_number):
+    """Who looked at this person's record, when, why and with what outcome."""
+    from .models import audit_log
+    audit_person(nhs_number, "portfolio:read")
+    need("portfolio:read")
+    if not is_valid(nhs_number):
+        raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
+    page = _audit_page([audit_log.c.nhs_number == nhs_number], query["after"], query["limit"])
+    keep = ("seq", "at", "client_name", "org", "role", "action", "resource", "purpose", "outcome", "status")
+    page["items"] = [{k: item[k] for k in keep} for item in page["items"]]
+    return jsonify(page)
+
+
+# -- consent ---------------------------------------------------------------------------------------
+SHAREABLE = ("plans", "budgets", "decisions", "groups")
+ROLES_WITH_SHARING = ("hospital", "gp", "social_care", "community")
+
+
+class SharingSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    withhold = ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.OneOf(ROLES_WITH_SHARING)),
+        values=ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(SHAREABLE)),
+                              validate=ma.validate.Length(max=len(SHAREABLE))),
+        required=True)
+
+
+def _may_set_sharing(who) -> None:
+    if not (who.has("admin") or who.has("plans:write")):
+        raise Problem(403, "Forbidden", "Sharing preferences are set by an administrator or by the "
+                      "person's GP on their behalf (scope admin or plans:write).")
+
+
+@bp.route("/<nhs_number>/sharing", methods=["PUT"])
+@bp.arguments(SharingSchema)
+def put_sharing(body, nhs_number):
+    from .models import sharing
+    from coproduction.events import now
+    audit_person(nhs_number, "admin")
+    who = need("portfolio:read")
+    _may_set_sharing(who)
+    if not is_valid(nhs_number):
+        raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
+    withhold = {role: sorted(set(services)) for role, services in body["withhold"].items() if services}
+    with ctx().db.session() as session:
+        exists = session.execute(select(sharing.c.nhs_number).where(sharing.c.nhs_number == nhs_number)
+                                 ).scalar_one_or_none()
+        values = dict(withhold=withhold, updated_at=now(), updated_by=who.client_id)
+        if exists:
+            session.execute(sharing.update().where(sharing.c.nhs_number == nhs_number).values(**values))
+        else:
+            session.execute(sharing.insert().values(nhs_number=nhs_number, **values))
+    return jsonify(nhs_number=nhs_number, withhold=withhold)
+
+
+@bp.route("/<nhs_number>/sharing", methods=["GET"])
+def get_sharing(nhs_number):
+    from .models import sharing
+    audit_person(nhs_number, "portfolio:read")
+    need("portfolio:read")
+    if not is_valid(nhs_number):
+        raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
+    with ctx().db.session() as session:
+        prefs = session.execute(select(sharing.c.withhold).where(sharing.c.nhs_number == nhs_number)
+                                ).scalar_one_or_none()
+    return jsonify(nhs_number=nhs_number, withhold=prefs or {})

@@ -15,6 +15,9 @@ from .models import sharing
 
 PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/docs", "/metrics", "/static/", "/login", "/favicon")
 PERSON_PATH = re.compile(r"^/v1/people/([^/]+)(/|$)")
+#: routes that hold people's data: every request to them is audited, even when refused before the
+#: person is known (then the record names the resource instead)
+PERSONAL = ("/v1/people/", "/v1/plans", "/v1/budgets", "/v1/decisions", "/v1/enrolments", "/v1/changes")
 
 
 def authenticate() -> None:
@@ -65,14 +68,26 @@ def withheld(session, nhs_number: str, role: str) -> set[str]:
     return set(prefs.get(role, []))
 
 
+def _person_named_by_request() -> str | None:
+    """The NHS number a request names in its path, query or JSON body, if any."""
+    match = PERSON_PATH.match(request.path)
+    if match and is_valid(match.group(1)):
+        return match.group(1)
+    candidate = request.args.get("nhs_number")
+    small = (request.content_length or 0) <= current_app.config["MAX_CONTENT_LENGTH"]
+    if candidate is None and request.is_json and request.content_length and small:
+        body = request.get_json(silent=True)
+        if isinstance(body, dict):
+            candidate = body.get("nhs_number")
+    return candidate if isinstance(candidate, str) and is_valid(candidate) else None
+
+
 def write_audit(response):
     """after_request: one record per request that touched a person's data, allowed or refused."""
     nhs = g.get("audit_nhs")
     if nhs is None:
-        match = PERSON_PATH.match(request.path)
-        if match and is_valid(match.group(1)):
-            nhs = match.group(1)
-    if nhs is None:
+        nhs = _person_named_by_request()
+    if nhs is None and not request.path.startswith(PERSONAL):
         return response
     who = g.get("caller")
     with ctx().db.session() as session:
