@@ -228,3 +228,48 @@ def test_rate_limit_answers_429_with_retry_after(make_platform):
     assert r.headers["Content-Type"] == "application/problem+json"
     assert platform.call("gp", "GET", f"/v1/people/{NHS}/priorities").status_code == 404  # another client
     assert platform.call(None, "GET", "/readyz").status_code == 200
+
+
+def test_no_response_carries_what_scopes_or_sharing_forbid(platform):
+    """Random clients try random ids and NHS numbers: nothing leaks past scopes or consent."""
+    people = {NHS: None, OTHER: None}
+    for number in people:
+        r = platform.call("gp", "POST", "/v1/plans", json=dict(PLAN, nhs_number=number))
+        people[number] = r.json()["id"]
+        platform.portfolio_shows(number, lambda d: d["plan"])
+    platform.call("admin", "PUT", f"/v1/people/{NHS}/sharing",
+                  json={"withhold": {"hospital": ["plans"], "social_care": ["plans"]}})
+    withheld = {NHS: {"hospital", "social_care"}, OTHER: set()}
+    plan_owner = {plan_id: number for number, plan_id in people.items()}
+
+    numbers = st.sampled_from([NHS, OTHER, with_check_digit("401023213"), "1234567890", "94347659"])
+    ids = st.one_of(st.sampled_from(list(plan_owner)), st.uuids().map(str), st.text(min_size=1, max_size=12))
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(role=st.sampled_from(ROLE_NAMES), number=numbers, plan_id=ids,
+           kind=st.sampled_from(["portfolio", "priorities", "plan", "plans"]))
+    def probe(role, number, plan_id, kind):
+        path = {"portfolio": f"/v1/people/{number}/portfolio", "priorities": f"/v1/people/{number}/priorities",
+                "plan": f"/v1/plans/{requests.utils.quote(plan_id, safe='')}",
+                "plans": f"/v1/plans?nhs_number={number}"}[kind]
+        r = platform.call(role, "GET", path)
+        assert r.status_code < 500, (path, r.text)
+        if r.status_code != 200:
+            return
+        body = r.json()
+        if kind in ("portfolio", "priorities"):
+            assert allowed(role, "portfolio:read")
+            hidden = role in withheld.get(number, set())
+            items = body["priorities"] if kind == "portfolio" else body["items"]
+            if hidden:
+                assert body["withheld"] == ["plans"]
+                assert all(s["service"] != "plans" for i in items for s in i["sources"])
+                if kind == "portfolio":
+                    assert body["plan"] is None and body["plans"] == []
+        elif kind == "plan":
+            assert allowed(role, "plans:read")
+            assert role not in withheld[plan_owner[body["id"]]]
+        else:
+            assert allowed(role, "plans:read") and role not in withheld.get(number, set())
+
+    probe()
