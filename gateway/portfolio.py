@@ -81,8 +81,9 @@ def compose(nhs_number: str, rows: list, recent: list) -> dict:
         "budget": _pick(by_service["budgets"]),
         "decisions": [_section(r) for r in sorted(by_service["decisions"], key=lambda r: r["event_time"],
                                                    reverse=True)],
-        "groups": [_section(r) for r in sorted(by_service["groups"], key=lambda r: r["event_time"],
-                                                reverse=True)],
+        # courses in progress first, then finished ones (completed, not completed, withdrawn); newest first
+        "groups": [_section(r) for r in sorted(by_service["groups"], key=lambda r: (
+            not r["state"].get("in_progress", False), _neg_time(r["event_time"])))],
         "timeline": timeline,
         "freshness": freshness,
     }

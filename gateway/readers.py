@@ -53,3 +53,50 @@ READERS: dict[str, tuple[str, str, type[Schema]]] = {}
 # -- plans --------------------------------------------------------------------------------------
 READERS.update({t: ("plans", "plan", PlanIn)
                 for t in ("plan.created", "plan.agreed", "plan.revised", "plan.closed")})
+
+
+# -- groups -------------------------------------------------------------------------------------
+from marshmallow import post_load  # noqa: E402  (kept in this section)
+
+
+class AttendanceIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    session_no = fields.Integer(required=True)
+    attended = fields.Boolean(required=True)
+    recorded_at = fields.String(load_default=None, allow_none=True)
+
+
+class EnrolmentIn(Tolerant):
+    """One person's place on a self-management course (kind "enrolment")."""
+
+    enrolment_id = fields.String(required=True)
+    course_id = fields.String(required=True)
+    status = fields.String(required=True)
+    title = fields.String(load_default=None, allow_none=True)
+    programme = fields.String(load_default=None, allow_none=True)
+    starts_on = fields.String(load_default=None, allow_none=True)
+    sessions = fields.Integer(load_default=None, allow_none=True)
+    session_minutes = fields.Integer(load_default=None, allow_none=True)
+    completion_min_sessions = fields.Integer(load_default=None, allow_none=True)
+    course_status = fields.String(load_default=None, allow_none=True)
+    referral_source = fields.String(load_default=None, allow_none=True)
+    attendance = fields.List(fields.Nested(AttendanceIn), load_default=list)
+    sessions_attended = fields.Integer(load_default=None, allow_none=True)
+    action_plans = fields.List(fields.Dict(), load_default=list)
+    reason = fields.String(load_default=None, allow_none=True)
+    withdrawn_at = fields.String(load_default=None, allow_none=True)
+    completed_at = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _derived(self, data, **kwargs):
+        if data["sessions_attended"] is None:
+            data["sessions_attended"] = sum(1 for a in data["attendance"] if a["attended"])
+        data["in_progress"] = data["status"] in ("referred", "enrolled", "active")
+        return data
+
+
+READERS.update({t: ("groups", "enrolment", EnrolmentIn)
+                for t in ("group.referred", "group.enrolled", "group.attended", "group.action-planned",
+                          "group.completed", "group.not-completed", "group.withdrawn")})

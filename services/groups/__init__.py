@@ -1,0 +1,1 @@
+"""Self-management education groups (Expert Patients Programme, Co-Creating Health)."""
