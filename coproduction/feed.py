@@ -7,6 +7,8 @@ from flask import jsonify
 
 from .auth import requires
 from .http import ctx
+from sqlalchemy import func, select
+
 from .outbox import read_feed
 
 
@@ -25,8 +27,10 @@ def feed_blueprint() -> flask_smorest.Blueprint:
     def events(query):
         service = ctx()
         with service.db.session() as session:
-            items = read_feed(session, service.tables["outbox"], query["after"], query["limit"])
+            table = service.tables["outbox"]
+            items = read_feed(session, table, query["after"], query["limit"])
+            last = session.execute(select(func.max(table.c.id))).scalar_one() or 0
         next_after = items[-1]["position"] if items else query["after"]
-        return jsonify(items=items, next_after=next_after)
+        return jsonify(items=items, next_after=next_after, last_position=last)
 
     return bp

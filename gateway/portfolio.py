@@ -67,10 +67,11 @@ def compose(nhs_number: str, rows: list, recent: list) -> dict:
     timeline = []
     for entry in recent:
         event = json.loads(entry.body)
-        timeline.append({"position": entry.position, "type": entry.type, "time": event["time"],
+        timeline.append({"type": entry.type, "time": event["time"], "event_id": event["id"],
                          "service": event["source"].rsplit("/", 1)[-1], "ref": event["aggregateid"],
-                         "summary": _summary(event)})
-    timeline.sort(key=lambda t: (t["time"], t["position"]), reverse=True)
+                         "version": event["aggregateversion"], "summary": _summary(event)})
+    # by the services' own clocks and versions, so a rebuilt projection gives the same timeline
+    timeline.sort(key=lambda t: (t["time"], t["ref"], t["version"]), reverse=True)
 
     return {
         "nhs_number": nhs_number,
@@ -93,6 +94,9 @@ def _summary(event: dict) -> str:
     data = event.get("data", {})
     kind, action = event["type"].split(".", 1)
     detail = data.get("title") or data.get("question") or data.get("reason") or ""
+    if not detail and isinstance(data.get("change"), dict):  # budgets: what changed, and why
+        change = data["change"]
+        detail = (change.get("summary") or "") + (f" (because: {change['reason']})" if change.get("reason") else "")
     return f"{kind} {action}" + (f": {detail}" if detail else "")
 
 

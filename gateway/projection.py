@@ -1,8 +1,11 @@
-"""Applying events to the gateway's read model: idempotent, versioned, one transaction each.
+"""Applying events to the gateway's read model: idempotent, versioned, one transaction a batch.
 
 For each event: record its id in the inbox (a duplicate stops here), append it to the change log,
 keep the aggregate's state if its version is newer than what is held (an older event never
 overwrites a newer one), and recompose the person's portfolio document.
+
+The consumer applies one event at a time; ``coproduction rebuild`` applies a feed page at a time
+through the same function and recomposes each person once at the end.
 """
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ import json
 from datetime import datetime
 
 from marshmallow import ValidationError
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from coproduction.events import InvalidEvent, dumps, now
-from coproduction.inbox import first_time
 
 from . import portfolio
 from .models import aggregates, change_log, inbox, portfolios
@@ -41,41 +44,74 @@ def read(event: dict) -> tuple[str, str, dict]:
 
 
 def apply(session: Session, event: dict) -> bool:
-    """Apply one event; False if it was a duplicate."""
-    service, kind, data = read(event)
+    """Apply one event and recompose its person's portfolio; False if it was a duplicate."""
+    return apply_many(session, [event]) == 1
+
+
+def apply_many(session: Session, events: list[dict], recompose_people: bool = True) -> int:
+    """Apply events in the given order in the caller's transaction; return how many were new."""
+    parsed = [(event, *read(event)) for event in events]
     postgres = session.get_bind().dialect.name == "postgresql"
-    subject = event["subject"]
-    if postgres:  # one person's portfolio is recomposed by one transaction at a time
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "portfolio:" + subject})
-    if not first_time(session, inbox, CONSUMER, event["id"]):
-        return False
-    event_time = _time(event["time"])
-    held = session.execute(
-        select(aggregates.c.version).where(aggregates.c.service == service,
-                                           aggregates.c.aggregate_id == event["aggregateid"])
-    ).scalar_one_or_none()
-    version = event["aggregateversion"]
-    state = dict(data, _event_id=event["id"], _time=event["time"])
-    values = dict(nhs_number=subject, kind=kind, version=version, last_type=event["type"],
-                  state=state, event_time=event_time, applied_at=now())
-    if held is None:
-        session.execute(aggregates.insert().values(service=service, aggregate_id=event["aggregateid"], **values))
-    elif held < version:
-        session.execute(update(aggregates).where(aggregates.c.service == service,
-                                                 aggregates.c.aggregate_id == event["aggregateid"])
-                        .values(**values))
+    subjects = sorted({event["subject"] for event, *_ in parsed})
+    if postgres and recompose_people:  # one person's portfolio is recomposed by one transaction at a time
+        for subject in subjects:
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "portfolio:" + subject})
+
+    dialect = postgresql if postgres else sqlite
+    unique = list({event["id"]: None for event, *_ in parsed})
+    at = now()
+    inserted = set(session.execute(
+        dialect.insert(inbox).values([{"consumer": CONSUMER, "event_id": i, "processed_at": at} for i in unique])
+        .on_conflict_do_nothing().returning(inbox.c.event_id)).scalars())
+    fresh, seen = [], set()
+    for item in parsed:
+        event_id = item[0]["id"]
+        if event_id in inserted and event_id not in seen:
+            seen.add(event_id)
+            fresh.append(item)
+    if not fresh:
+        return 0
+
+    newest: dict[tuple[str, str], tuple] = {}
+    for event, service, kind, data in fresh:
+        key = (service, event["aggregateid"])
+        if key not in newest or newest[key][0]["aggregateversion"] < event["aggregateversion"]:
+            newest[key] = (event, service, kind, data)
+    held = {(r.service, r.aggregate_id): r.version for r in session.execute(
+        select(aggregates.c.service, aggregates.c.aggregate_id, aggregates.c.version)
+        .where(tuple_(aggregates.c.service, aggregates.c.aggregate_id).in_(list(newest))))}
+    inserts, updates = [], []
+    for key, (event, service, kind, data) in newest.items():
+        values = {"nhs_number": event["subject"], "kind": kind, "version": event["aggregateversion"],
+                  "last_type": event["type"], "state": dict(data, _event_id=event["id"], _time=event["time"]),
+                  "event_time": _time(event["time"]), "applied_at": at}
+        if key not in held:
+            inserts.append({"service": service, "aggregate_id": key[1], **values})
+        elif held[key] < event["aggregateversion"]:
+            updates.append({"k_service": service, "k_aggregate_id": key[1], **values})
+    if inserts:
+        session.execute(aggregates.insert(), inserts)
+    if updates:
+        session.execute(
+            update(aggregates).where(aggregates.c.service == bindparam("k_service"),
+                                     aggregates.c.aggregate_id == bindparam("k_aggregate_id")),
+            updates)
+
     if postgres:  # positions must become visible in order, or a feed reader could skip one
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOG_LOCK})
-    session.execute(change_log.insert().values(event_id=event["id"], type=event["type"], subject=subject,
-                                               event_time=event_time, body=dumps(event).decode()))
-    recompose(session, subject)
-    return True
+    session.execute(change_log.insert(), [
+        {"event_id": e["id"], "type": e["type"], "subject": e["subject"], "event_time": _time(e["time"]),
+         "body": dumps(e).decode()} for e, *_ in fresh])
+    if recompose_people:
+        for subject in sorted({e["subject"] for e, *_ in fresh}):
+            recompose(session, subject)
+    return len(fresh)
 
 
 def recompose(session: Session, nhs_number: str) -> None:
     rows = session.execute(select(aggregates).where(aggregates.c.nhs_number == nhs_number)).mappings().all()
     recent = session.execute(
-        select(change_log.c.position, change_log.c.type, change_log.c.event_time, change_log.c.body)
+        select(change_log.c.type, change_log.c.event_time, change_log.c.body)
         .where(change_log.c.subject == nhs_number).order_by(change_log.c.position.desc()).limit(50)
     ).all()
     document = portfolio.compose(nhs_number, rows, recent)
