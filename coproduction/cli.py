@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from .config import DOMAIN_SERVICES, SERVICE_PORTS, Settings
+from .config import DOMAIN_SERVICES, SERVICE_PORTS, Settings, var_dir
 
 
 def _stop_on_signals(stop) -> None:
@@ -59,6 +59,22 @@ def cmd_consume(args) -> int:
     return 0
 
 
+def cmd_deliver(args) -> int:
+    from . import logs, metrics
+    from gateway.app import database
+    from gateway.delivery import make_dispatcher
+    from gateway.models import metadata
+    logs.setup("gateway-deliver")
+    settings = Settings.from_env("gateway")
+    db = database(settings)
+    db.create_schema(metadata)
+    dispatcher = make_dispatcher(settings, db)
+    metrics.serve(settings.metrics_port)
+    _stop_on_signals(dispatcher.stop)
+    dispatcher.run()
+    return 0
+
+
 def cmd_clients(args) -> int:
     from gateway import clients
     from gateway.app import database
@@ -106,6 +122,27 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def cmd_rebuild(args) -> int:
+    from gateway.app import database
+    from gateway.models import metadata
+    from gateway.rebuild import rebuild
+    settings = Settings.from_env("gateway")
+    db = database(settings)
+    db.create_schema(metadata)
+    result = rebuild(db, settings, services=args.services or DOMAIN_SERVICES)
+    total = sum(result["events"].values())
+    print(f"rebuilt {result['people']:,} portfolios from {total:,} events in {result['seconds']}s "
+          f"({', '.join(f'{k} {v:,}' for k, v in result['events'].items())})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pathlib import Path
+    from gateway.demo import main as demo
+    token_file = Path(args.token_file) if args.token_file else var_dir() / "dev-clients.json"
+    return demo(args.url, token_file, args.nhs_number, args.timeout)
+
+
 def cmd_run(args) -> int:
     from .run import run_all
     return run_all(services=args.services or list(DOMAIN_SERVICES))
@@ -129,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("consume", help="project service events into the gateway's portfolio")
     p.set_defaults(func=cmd_consume)
 
+    p = sub.add_parser("deliver", help="send the change log to webhook subscribers (signed, retried)")
+    p.set_defaults(func=cmd_deliver)
+
     p = sub.add_parser("clients", help="manage the clients that may call the gateway")
     csub = p.add_subparsers(dest="action", required=True)
     c = csub.add_parser("create")
@@ -149,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="bring a service's database schema up to date")
     p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("rebuild", help="rebuild the gateway's projection from every service's event feed")
+    p.add_argument("services", nargs="*", help="services to replay (default: all four)")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("demo", help="load a realistic story through the gateway's public API")
+    p.add_argument("--url", default=os.environ.get("GATEWAY_URL", f"http://127.0.0.1:{SERVICE_PORTS['gateway']}"))
+    p.add_argument("--token-file", help="JSON of role -> token (default: var/dev-clients.json)")
+    p.add_argument("--nhs-number", default="9434765919")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each projection step")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="start the whole platform on this machine")
     p.add_argument("services", nargs="*", help="domain services to start (default: all that exist)")
