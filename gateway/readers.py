@@ -100,3 +100,35 @@ class EnrolmentIn(Tolerant):
 READERS.update({t: ("groups", "enrolment", EnrolmentIn)
                 for t in ("group.referred", "group.enrolled", "group.attended", "group.action-planned",
                           "group.completed", "group.not-completed", "group.withdrawn")})
+
+
+# -- budgets ------------------------------------------------------------------------------------
+class BudgetIn(Tolerant):
+    """A personal health budget (kind "budget"): its money, what it pays for, and its last change."""
+
+    budget_id = fields.String(required=True)
+    status = fields.String(required=True)
+    plan_id = fields.String(load_default=None, allow_none=True)
+    kind = fields.String(load_default="personal_health_budget", allow_none=True)
+    annual_pence = fields.Integer(load_default=None, allow_none=True)
+    currency = fields.String(load_default="GBP", allow_none=True)
+    allocated_pence = fields.Integer(load_default=None, allow_none=True)
+    holdings = fields.List(fields.Dict(), load_default=list)
+    line_items = fields.List(fields.Dict(), load_default=list)
+    holder = fields.Dict(load_default=dict, allow_none=True)
+    care_coordinator = fields.String(load_default=None, allow_none=True)
+    next_review_date = fields.String(load_default=None, allow_none=True)
+    agreed_by = fields.String(load_default=None, allow_none=True)
+    person_agreed = fields.Boolean(load_default=None, allow_none=True)
+    agreed_at = fields.String(load_default=None, allow_none=True)
+    started_on = fields.String(load_default=None, allow_none=True)
+    review = fields.Dict(load_default=None, allow_none=True)
+    suspension = fields.Dict(load_default=None, allow_none=True)
+    ended = fields.Dict(load_default=None, allow_none=True)
+    last_change = fields.Dict(data_key="change", load_default=None, allow_none=True)
+
+
+READERS.update({t: ("budgets", "budget", BudgetIn)
+                for t in ("budget.created", "budget.planning-started", "budget.agreed", "budget.activated",
+                          "budget.changed", "budget.review-started", "budget.reviewed", "budget.suspended",
+                          "budget.resumed", "budget.ended")})

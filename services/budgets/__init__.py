@@ -1,0 +1,1 @@
+"""Personal health budgets (and Care Act personal budgets)."""
