@@ -133,8 +133,15 @@ def _recorded(h: Held) -> str:
     return h.priority.get("recorded_at") or ""
 
 
+def _statement_order(h: Held) -> tuple:
+    """Oldest first; ties broken on every field, so the result never depends on arrival order."""
+    q = h.priority
+    return (_recorded(h), h.service, h.ref, q["id"], q.get("status", ""), q["text"], q.get("expressed_by", ""),
+            q["category"], q.get("rank") or 0)
+
+
 def _item(members: list[Held]) -> dict:
-    members = sorted(members, key=lambda h: (_recorded(h), h.priority["id"]))
+    members = sorted(members, key=_statement_order)
     oldest, newest = members[0], members[-1]
     by_person = [h for h in members if h.priority.get("expressed_by") == "person"]
     wording = (by_person or members)[-1].priority
@@ -164,7 +171,7 @@ def _conflicts(members: list[Held]) -> list[dict]:
     latest: dict[str, Held] = {}
     for h in members:  # members are oldest first: keep each service's newest statement
         latest[h.service] = h
-    statements = sorted(latest.values(), key=_recorded)
+    statements = sorted(latest.values(), key=_statement_order)
     out = []
     for older in statements:
         for newer in statements:
