@@ -40,6 +40,13 @@ class PlanIn(Tolerant):
     agreed_by = fields.String(allow_none=True, load_default=None)
     person_agreed = fields.Boolean(allow_none=True, load_default=None)
     agreed_at = fields.String(allow_none=True, load_default=None)
+    status_reason = fields.String(allow_none=True, load_default=None)
+    results = fields.List(fields.Dict(), load_default=list)
+    results_shared_at = fields.String(allow_none=True, load_default=None)
+    closed_at = fields.String(allow_none=True, load_default=None)
+    created_at = fields.String(allow_none=True, load_default=None)
+    reason = fields.String(allow_none=True, load_default=None)
+    changes = fields.List(fields.String(), load_default=list)
 
 
 def binding_keys() -> list[str]:
@@ -52,7 +59,8 @@ READERS: dict[str, tuple[str, str, type[Schema]]] = {}
 
 # -- plans --------------------------------------------------------------------------------------
 READERS.update({t: ("plans", "plan", PlanIn)
-                for t in ("plan.created", "plan.agreed", "plan.revised", "plan.closed")})
+                for t in ("plan.created", "plan.agreed", "plan.revised", "plan.held", "plan.resumed",
+                          "plan.closed")})
 
 
 # -- groups -------------------------------------------------------------------------------------
