@@ -388,6 +388,15 @@ def test_capacity_and_one_place_per_person_hold_under_concurrency(gp):
     assert sorted(codes) == [201] + [409] * 5, codes
     assert len(ok(gp.call("community", "GET", f"/v1/enrolments?nhs_number={same}"))["items"]) == 1
 
+    # retries of one request (same Idempotency-Key) racing each other all get the one enrolment
+    retried = new_nhs()
+    answers = _race(gp, 4, lambda i: gp.call(
+        "community", "POST", f"/v1/courses/{course2['id']}/enrolments", headers={"Idempotency-Key": "enrol-" + retried},
+        json={"nhs_number": retried, "referral_source": "gp"}))
+    assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 3
+
     # the database enforces it too, whatever the code path: a second live row is refused
     db = gp.database("groups")
     try:

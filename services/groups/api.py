@@ -350,10 +350,11 @@ def enrol(body, course_id):
     db = ctx().db
     try:
         with db.session() as session:
+            course = _course(session, course_id, lock="update")  # serialises this course's enrolments
+            # after the lock, so a retry racing its own first attempt gets the first answer, not a 409
             stored = idempotency.replay(session, idempotency_keys)
             if stored is not None:
                 return stored
-            course = _course(session, course_id, lock="update")  # serialises this course's enrolments
             if course.status not in ("planned", "running"):
                 raise _conflict(f"The course is {course.status}; it takes no more enrolments.")
             already = session.execute(select(Enrolment).where(
