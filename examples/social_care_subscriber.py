@@ -109,13 +109,15 @@ def describe(event: dict) -> str:
 
 
 class Subscriber:
-    def __init__(self, url: str, prefix: str, queue: str, queue_type: str, as_json: bool, limit: int | None):
+    def __init__(self, url: str, prefix: str, queue: str, queue_type: str, as_json: bool, limit: int | None,
+                 passive: bool = False):
         self.params = parameters(url)
         self.exchange = prefix + EXCHANGE
         self.queue = prefix + queue
         self.queue_type = queue_type
         self.as_json = as_json
         self.limit = limit
+        self.passive = passive
         self.handled = 0
         self.seen: dict[str, int] = {}  # aggregateid -> newest version handled
         self.connection = None
@@ -125,7 +127,8 @@ class Subscriber:
     def declare(self, channel) -> None:
         """The exchange (as the platform declares it), our queue, its dead letters, the binding."""
         common = {"x-queue-type": "quorum"} if self.queue_type == "quorum" else {}
-        channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+        # passive: only check it exists (for a broker user without configure rights on it)
+        channel.exchange_declare(self.exchange, exchange_type="topic", durable=True, passive=self.passive)
         channel.queue_declare(self.queue + ".dead", durable=True, arguments=common or None)
         channel.queue_declare(self.queue, durable=True, arguments=dict(
             common, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue + ".dead"}))
@@ -203,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print each message as one JSON line")
     parser.add_argument("--queue", default=os.environ.get("SUBSCRIBER_QUEUE", "social_care.budgets"))
     parser.add_argument("--max", type=int, default=None, help="stop after this many messages")
+    parser.add_argument("--passive", action="store_true",
+                        help="do not declare the exchange, only check that it exists")
     args = parser.parse_args(argv)
     subscriber = Subscriber(os.environ.get("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),
                             os.environ.get("BUS_PREFIX", ""), args.queue,
-                            os.environ.get("QUEUE_TYPE", "classic"), args.json, args.max)
+                            os.environ.get("QUEUE_TYPE", "classic"), args.json, args.max, args.passive)
     signal.signal(signal.SIGTERM, subscriber.stop)
     signal.signal(signal.SIGINT, subscriber.stop)
     return subscriber.run()

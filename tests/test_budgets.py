@@ -332,3 +332,37 @@ def test_idempotent_create_and_paginated_list(platform):
     assert len(seen) == len(set(seen)) == 3 and seen[0] == first.json()["id"]
     r = platform.call("hospital", "GET", "/v1/budgets", params={"nhs_number": "1234567890"})
     assert r.status_code == 422 and "nhs_number" in r.json()["errors"]
+
+
+def test_agreement_needs_what_matters_what_it_pays_for_and_money_within_the_budget(platform):
+    nhs = new_nhs()
+    therapy = {"description": "Talking therapy (weekly, 12 weeks)", "category": "therapy", "sector": "voluntary",
+               "pence": 5000, "frequency": "weekly", "effective_from": "2027-01-04", "effective_to": "2027-03-29"}
+    r = platform.call("social_care", "POST", "/v1/budgets", json=budget_body(
+        nhs, str(uuid.uuid4()), priorities=[], line_items=[therapy, dict(therapy, effective_to=None)]))
+    assert r.status_code == 201, r.text
+    budget = r.json()
+    assert [i["annual_pence"] for i in budget["line_items"]] == [12 * 5000, 52 * 5000]  # 12 sessions, not 52
+    assert budget["allocated_pence"] == 64 * 5000 and budget["unallocated_pence"] == 114000 - 64 * 5000
+    bid = budget["id"]
+    assert write(platform, "POST", f"/v1/budgets/{bid}/start-planning", 1, json={}).status_code == 200
+    r = write(platform, "POST", f"/v1/budgets/{bid}/agree", 2, json={"agreed_by": "Jo", "person_agreed": True})
+    assert r.status_code == 409, r.text
+    detail = r.json()["detail"]
+    assert "priorities is empty" in detail and "within_budget" in detail
+
+    # before agreement the plan may be drafted over the amount; fix it, then agree
+    open_ended = budget["line_items"][1]["id"]
+    r = write(platform, "DELETE", f"/v1/budgets/{bid}/line-items/{open_ended}", 2)
+    assert r.status_code == 200 and r.json()["allocated_pence"] == 60000
+    r = write(platform, "PATCH", f"/v1/budgets/{bid}", 3, json={"priorities": [
+        {"text": "Feel less low", "category": "mental_wellbeing"}]})
+    assert r.status_code == 200, r.text
+    r = write(platform, "POST", f"/v1/budgets/{bid}/agree", 4, json={"agreed_by": "Jo", "person_agreed": True})
+    assert r.status_code == 200 and r.json()["status"] == "agreed", r.text
+
+    # once agreed, a change that spends more than the budget is refused and nothing is stored
+    r = write(platform, "POST", f"/v1/budgets/{bid}/line-items", 5, json=dict(
+        therapy, effective_to=None, change={"reason": "More sessions"}))
+    assert r.status_code == 422 and "within_budget" in r.json()["errors"]["line_items"][0], r.text
+    assert platform.call("social_care", "GET", f"/v1/budgets/{bid}").json()["version"] == 5

@@ -127,7 +127,7 @@ def test_changes_made_while_the_subscriber_is_stopped_wait_in_its_durable_queue(
         "pence": 1500, "frequency": "monthly"}).status_code == 201
     assert write(platform, "POST", f"/v1/budgets/{bid}/end", 2, json={"reason": "Moved away"}).status_code == 200
 
-    again = Running(platform, "social_care.durable", "--json")
+    again = Running(platform, "social_care.durable", "--json", "--passive")
     try:
         events = wait_for(lambda: len(again.events()) == 2 and again.events(),
                           message=f"the changes made while stopped (stdout: {again.out})")

@@ -1,7 +1,7 @@
 """Personal health budgets: what is stored, and the rules of a budget's life and of its money."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, MetaData, String
 from sqlalchemy.dialects.postgresql import JSONB
@@ -78,9 +78,20 @@ class IllegalTransition(Exception):
     pass
 
 
+def occurrences(item: dict) -> int:
+    """How many times a line item is paid in a year: its frequency, or, for an item with both
+    effective dates, how many times it falls within that period (at least once, at most a year's)."""
+    per_year = FREQUENCIES.get(item.get("frequency") or "annual", 1)
+    start, end = item.get("effective_from"), item.get("effective_to")
+    if not (start and end) or per_year == 1:
+        return per_year
+    days = (date.fromisoformat(end) - date.fromisoformat(start)).days
+    return max(1, min(per_year, round(days * per_year / 365)))
+
+
 def annual_cost(item: dict) -> int:
-    """What a line item costs over a year, in pence."""
-    return item["pence"] * FREQUENCIES.get(item.get("frequency", "annual"), 1)
+    """What a line item costs within a year, in pence (12 weekly sessions cost 12, not 52)."""
+    return item["pence"] * occurrences(item)
 
 
 def allocated(line_items: list[dict]) -> int:
