@@ -366,3 +366,24 @@ def test_agreement_needs_what_matters_what_it_pays_for_and_money_within_the_budg
         therapy, effective_to=None, change={"reason": "More sessions"}))
     assert r.status_code == 422 and "within_budget" in r.json()["errors"]["line_items"][0], r.text
     assert platform.call("social_care", "GET", f"/v1/budgets/{bid}").json()["version"] == 5
+
+
+def test_budgets_on_the_embedded_defaults(make_platform):
+    """SQLite files and kombu's filesystem transport under var/: what `make run` uses."""
+    embedded = make_platform(services=("budgets",), broker="filesystem", database="sqlite").start()
+    nhs = new_nhs()
+    ids = []
+    for _ in range(3):
+        r = embedded.call("social_care", "POST", "/v1/budgets", json=budget_body(nhs, str(uuid.uuid4())))
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    r = write(embedded, "POST", f"/v1/budgets/{ids[0]}/line-items", 1, json={
+        "description": "Beer", "category": "alcohol", "sector": "private", "pence": 500})
+    assert r.status_code == 422 and "excluded_category" in r.json()["errors"]["category"][0]
+    assert write(embedded, "POST", f"/v1/budgets/{ids[0]}/start-planning", 1, json={}).status_code == 200
+    page = embedded.call("social_care", "GET", "/v1/budgets", params={"nhs_number": nhs, "limit": 2}).json()
+    rest = embedded.call("social_care", "GET", "/v1/budgets",
+                         params={"nhs_number": nhs, "cursor": page["next_cursor"]}).json()
+    assert [b["id"] for b in page["items"] + rest["items"]] == ids and rest["next_cursor"] is None
+    doc = embedded.portfolio_shows(nhs, lambda d: d["budget"] and d["budget"]["status"] == "planning")
+    assert doc["budget"]["id"] == ids[0]

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from harness import AMQP_URL, ROOT, Platform, wait_for
+from harness import AMQP_URL, ROOT, wait_for
 from test_budgets import budget_body, new_nhs, write
 
 SCRIPT = ROOT / "examples" / "social_care_subscriber.py"
