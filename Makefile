@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench reliability up down services clean
+.PHONY: run test bench reliability up down services tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,10 @@ run: $(STAMP)
 services:
 	@bash scripts/start-services.sh
 
-test: $(STAMP) services
+tools:
+	@bash scripts/install-tools.sh
+
+test: $(STAMP) services tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 up:
