@@ -62,6 +62,29 @@ READERS.update({t: ("plans", "plan", PlanIn)
                 for t in ("plan.created", "plan.agreed", "plan.revised", "plan.held", "plan.resumed",
                           "plan.closed")})
 
+# -- decisions ----------------------------------------------------------------------------------
+class DecisionIn(Tolerant):
+    decision_id = fields.String(required=True)
+    status = fields.String(required=True)
+    setting = fields.String(load_default=None, allow_none=True)
+    encounter_id = fields.String(load_default=None, allow_none=True)
+    question = fields.String(load_default="", allow_none=True)
+    options = fields.List(fields.Dict(), load_default=list)
+    decision_aids = fields.List(fields.Dict(), load_default=list)
+    lead_clinician = fields.String(load_default=None, allow_none=True)
+    outcome = fields.Dict(load_default=None, allow_none=True)
+    deferral = fields.Dict(load_default=None, allow_none=True)
+    follow_up = fields.Dict(load_default=dict, allow_none=True)
+    supersedes = fields.String(load_default=None, allow_none=True)
+    superseded_by = fields.String(load_default=None, allow_none=True)
+    supersede_reason = fields.String(load_default=None, allow_none=True)
+    opened_at = fields.String(load_default=None, allow_none=True)
+
+
+READERS.update({t: ("decisions", "decision", DecisionIn)
+                for t in ("decision.opened", "decision.updated", "decision.recorded", "decision.deferred",
+                          "decision.followed-up", "decision.superseded")})
+
 
 # -- groups -------------------------------------------------------------------------------------
 from marshmallow import post_load  # noqa: E402  (kept in this section)
