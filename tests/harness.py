@@ -93,6 +93,7 @@ class Platform:
         self.threads: dict[str, tuple] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.tokens: dict[str, str] = {}
+        self.extra_queues: list[str] = []
         self.url = f"http://127.0.0.1:{self.ports['gateway']}"
         self.http = requests.Session()
 
@@ -228,7 +229,7 @@ class Platform:
             except Exception:
                 pass
         if self.env.get("BUS_PREFIX"):
-            delete_queues(self.env["BUS_PREFIX"])
+            delete_queues(self.env["BUS_PREFIX"], tuple(self.extra_queues))
         for k, v in self._saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -236,18 +237,27 @@ class Platform:
                 os.environ[k] = v
 
 
-def delete_queues(prefix: str) -> None:
-    """Remove the queues and exchanges a test declared (by their prefix)."""
+#: queues and exchanges a platform may declare; a test declaring others appends to Platform.extra_queues
+KNOWN_QUEUES = ("gateway.portfolio", "gateway.portfolio.retry", "gateway.portfolio.dead", "observer")
+KNOWN_EXCHANGES = ("coproduction.events", "coproduction.dead")
+
+
+def delete_queues(prefix: str, extra: tuple = ()) -> None:
+    """Remove a test's queues and exchanges by name, over AMQP (rabbitmqctl costs a whole VM start)."""
     import amqp
-    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True)
-    ex = subprocess.run(["rabbitmqctl", "-q", "list_exchanges", "name"], capture_output=True, text=True)
     conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
     conn.connect()
-    ch = conn.channel()
-    for name in out.stdout.split():
-        if name.startswith(prefix):
-            ch.queue_delete(name)
-    for name in ex.stdout.split():
-        if name.startswith(prefix):
-            ch.exchange_delete(name)
-    conn.close()
+    try:
+        for kind, names in (("queue", (*KNOWN_QUEUES, *extra)), ("exchange", KNOWN_EXCHANGES)):
+            for name in names:
+                ch = conn.channel()
+                try:
+                    if kind == "queue":
+                        ch.queue_delete(prefix + name)
+                    else:
+                        ch.exchange_delete(prefix + name)
+                    ch.close()
+                except amqp.exceptions.NotFound:
+                    pass  # the broker closed the channel; the next name opens another
+    finally:
+        conn.close()
