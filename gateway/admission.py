@@ -209,7 +209,7 @@ def _budget(doc: dict, today: date) -> dict:
 def _courses(doc: dict) -> dict:
     out = []
     for g in doc.get("groups") or []:
-        if g.get("status") not in COURSE_IN_PROGRESS:
+        if not g.get("in_progress", g.get("status") in COURSE_IN_PROGRESS):
             continue
         plans = sorted(g.get("action_plans") or [], key=lambda p: (p.get("week") or 0, p.get("recorded_at") or ""))
         out.append({
