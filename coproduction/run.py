@@ -50,7 +50,8 @@ def run_all(services: list[str]) -> int:
     commands = []
     for name in services:
         commands += [[name + "-web", "serve", name], [name + "-relay", "relay", name]]
-    commands += [["gateway-web", "serve", "gateway"], ["gateway-consumer", "consume"]]
+    commands += [["gateway-web", "serve", "gateway"], ["gateway-consumer", "consume"],
+                 ["gateway-deliver", "deliver"]]
     procs: list[tuple[str, subprocess.Popen]] = []
     for label, *argv in commands:
         procs.append((label, subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env)))

@@ -5,7 +5,7 @@ from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
-from . import admission, api, routing, security
+from . import admission, api, routing, security, subscriptions
 from .limits import init_limits
 from .models import metadata
 
@@ -18,7 +18,8 @@ def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env("gateway")
     db = database(settings)
     app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
-                     blueprints=[api.bp, api.audit_bp, admission.bp], description="The one door to a person's portfolio")
+                     blueprints=[api.bp, api.audit_bp, admission.bp,
+                                 subscriptions.bp], description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)
     app.before_request(security.authenticate)
     init_limits(app, settings.rate_limit)

@@ -1,0 +1,644 @@
+"""The webhook dispatcher (``coproduction deliver``): the change log out to subscribers' URLs.
+
+One loop, in its own process, never in a web request:
+
+1. **Fan out.** For each subscription that is not disabled, read the gateway's ``change_log``
+   after the subscription's cursor and create one delivery per event whose type matches one of the
+   subscription's patterns (``fnmatch`` style: ``budget.*``), in position order, moving the cursor
+   in the same transaction. A replay (``POST /v1/subscriptions/{id}/replay``) is fanned out the
+   same way from the cursor it names.
+2. **Send.** For each active subscription and each person (the event's subject) the oldest pending
+   delivery is the only one that may be sent: a failing delivery for one person holds back that
+   person's later deliveries and nobody else's. Due heads are sent from a small thread pool.
+3. **Record.** Every attempt is stored (time, status code or error, duration, next attempt). A 2xx
+   delivers. Anything else is a failure retried after a full-jitter delay drawn from the schedule
+   (``Retry-After`` is honoured); 3xx is a failure (redirects are never followed); a timeout is a
+   failure; 410 Gone disables the subscription. When a delivery has used up the schedule the
+   subscription is marked ``failing``: nothing is dropped, its deliveries wait for a replay.
+
+Requests follow the Standard Webhooks spec: ``webhook-id`` (the delivery id, the same on every
+retry), ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>``
+keyed with the base64-decoded part of the subscription's ``whsec_`` secret; the body is the
+CloudEvent exactly as the gateway stored it.
+
+Callback addresses are checked at registration and again at every send: the host is resolved,
+every address must be public (loopback only when ALLOW_LOOPBACK_WEBHOOKS=1), and the connection is
+made to the address that was checked, so DNS cannot be re-pointed between check and use.
+
+On PostgreSQL a dispatcher holds a session advisory lock while it works; a second one started for
+availability waits until the first goes away.
+"""
+from __future__ import annotations
+
+import base64
+import email.utils
+import fnmatch
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import logging
+import os
+import random
+import re
+import socket
+import ssl
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import and_, func, select, text, update
+
+from coproduction.auth import Caller
+from coproduction.config import Settings
+from coproduction.db import Database
+from coproduction.events import now
+
+from . import audit
+from .models import change_log, clients
+from .readers import READERS
+from .security import withheld
+from .webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = Counter("coproduction_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
+PENDING = Gauge("coproduction_webhook_due", "Webhook deliveries due for an attempt at the last poll")
+
+DEFAULT_SCHEDULE = "5s,30s,2m,10m,30m,1h,2h,4h,8h,16h,16h"
+LEADER_LOCK = 7_240_003
+USER_AGENT = "coproduction-webhooks/1"
+PATTERN = re.compile(r"^[a-z0-9*?][a-z0-9.*?-]{0,63}$")
+RESPONSE_KEPT = 1000
+
+
+# -- configuration ----------------------------------------------------------------------------
+def parse_duration(value: str) -> float:
+    """'500ms', '5s', '2m', '1h', '1.5' (seconds) -> seconds."""
+    value = value.strip().lower()
+    for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def parse_schedule(value: str) -> list[float]:
+    steps = [parse_duration(part) for part in value.split(",") if part.strip()]
+    if not steps or any(s < 0 for s in steps):
+        raise ValueError(f"not a retry schedule: {value!r}")
+    return steps
+
+
+@dataclass
+class DeliveryConfig:
+    #: the upper bound of the delay before retry n (full jitter: uniform in [0, bound])
+    schedule: list[float] = field(default_factory=lambda: parse_schedule(DEFAULT_SCHEDULE))
+    timeout: float = 10.0          # seconds for the whole request, connect to last byte
+    poll_interval: float = 0.5     # seconds between looks at the change log when idle
+    concurrency: int = 8           # requests in flight at once
+    per_subscription: int = 4      # of which at most this many to one subscription
+    batch: int = 500               # change-log rows fanned out per subscription per pass
+    allow_loopback: bool = False
+    max_retry_after: float = 86400.0
+
+    @classmethod
+    def from_env(cls, settings: Settings) -> "DeliveryConfig":
+        env = os.environ
+        return cls(
+            schedule=parse_schedule(env.get("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE)),
+            timeout=parse_duration(env.get("WEBHOOK_TIMEOUT", "10s")),
+            poll_interval=parse_duration(env.get("WEBHOOK_POLL_INTERVAL", "500ms")),
+            concurrency=int(env.get("WEBHOOK_CONCURRENCY", "8")),
+            allow_loopback=settings.allow_loopback_webhooks,
+        )
+
+
+# -- what may be sent where -------------------------------------------------------------------
+def known_types() -> list[str]:
+    return sorted(READERS)
+
+
+def matches(patterns: list[str], type_: str) -> bool:
+    return any(fnmatch.fnmatchcase(type_, p) for p in patterns)
+
+
+def service_of(type_: str) -> str | None:
+    entry = READERS.get(type_)
+    return entry[0] if entry else None
+
+
+def check_patterns(patterns: list[str]) -> list[str]:
+    """Problems with a subscription's type patterns (empty when all are usable)."""
+    problems = []
+    types = known_types()
+    for p in patterns:
+        if not PATTERN.match(p):
+            problems.append(f"{p!r} is not a type pattern (letters, digits, '.', '-', '*' and '?').")
+        elif not any(fnmatch.fnmatchcase(t, p) for t in types):
+            problems.append(f"{p!r} matches no event type the gateway receives ({', '.join(types)}).")
+    return problems
+
+
+class UnsafeUrl(ValueError):
+    """A callback URL we will not call, with the reason."""
+
+
+def _address_problem(ip: ipaddress._BaseAddress, allow_loopback: bool) -> str | None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return None if allow_loopback else "a loopback address"
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global:
+        return "a non-public address"
+    return None
+
+
+def resolve_safely(url: str, allow_loopback: bool) -> tuple[str, int, list[str]]:
+    """Check a callback URL; return (host, port, addresses to connect to) or raise UnsafeUrl.
+
+    Every address the host resolves to must be public (or loopback, when allowed): a name that
+    resolves to one public and one private address is refused, since either could be used.
+    """
+    if len(url) > 2000:
+        raise UnsafeUrl("is longer than 2000 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeUrl("must use http or https")
+    if not parts.hostname:
+        raise UnsafeUrl("has no host")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeUrl("must not carry credentials")
+    if parts.fragment:
+        raise UnsafeUrl("must not have a fragment")
+    host = parts.hostname
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeUrl(f"host {host} does not resolve ({exc})") from None
+    addresses = []
+    for *_rest, sockaddr in infos:
+        address = sockaddr[0].split("%", 1)[0]
+        ip = ipaddress.ip_address(address)
+        problem = _address_problem(ip, allow_loopback)
+        if problem:
+            raise UnsafeUrl(f"host {host} resolves to {address}, {problem}; callbacks must be public"
+                            + ("" if allow_loopback or not ip.is_loopback else
+                               " (ALLOW_LOOPBACK_WEBHOOKS=1 allows loopback in development)"))
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise UnsafeUrl(f"host {host} does not resolve")
+    return host, port, addresses
+
+
+# -- signing ------------------------------------------------------------------------------------
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+# -- one HTTP request -------------------------------------------------------------------------
+@dataclass
+class Result:
+    outcome: str                   # delivered | failed | gone | refused
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int = 0
+    retry_after: float | None = None
+    response: str | None = None
+    sent: bool = False             # the request reached the receiver (it saw the person's data)
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    def __init__(self, host, port, address, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host, port, address, timeout, context):
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._ctx = context
+
+    def connect(self):
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, (when - now()).total_seconds()) if when.tzinfo else None
+
+
+def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float, allow_loopback: bool,
+         tls_context: ssl.SSLContext | None = None) -> Result:
+    """POST once, never following a redirect, within ``timeout`` seconds in all."""
+    started = time.perf_counter()
+
+    def took() -> int:
+        return int((time.perf_counter() - started) * 1000)
+
+    try:
+        host, port, addresses = resolve_safely(url, allow_loopback)
+    except UnsafeUrl as exc:
+        return Result("refused", error=f"refused: the URL {exc}", duration_ms=took())
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    conn = None
+    timer = None
+    sent = False
+    try:
+        last_error: Exception | None = None
+        for address in addresses:
+            remaining = timeout - (time.perf_counter() - started)
+            if remaining <= 0:
+                break
+            if parts.scheme == "https":
+                conn = _PinnedHTTPS(host, port, address, remaining, tls_context or ssl.create_default_context())
+            else:
+                conn = _PinnedHTTP(host, port, address, remaining)
+            try:
+                conn.connect()
+                break
+            except OSError as exc:
+                last_error = exc
+                conn.close()
+                conn = None
+        if conn is None:
+            raise last_error or TimeoutError("timed out")
+        # the socket's own timeout bounds each read; this bounds the whole exchange
+        sock = conn.sock
+        timer = threading.Timer(max(0.0, timeout - (time.perf_counter() - started)), _cut, (sock,))
+        timer.daemon = True
+        timer.start()
+        all_headers = {"Host": host_header, "User-Agent": USER_AGENT, "Content-Type": "application/json",
+                       "Content-Length": str(len(body)), "Connection": "close", **headers}
+        conn.putrequest("POST", path, skip_host=True, skip_accept_encoding=True)
+        for name, value in all_headers.items():
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        sent = True
+        response = conn.getresponse()
+        answer = response.read(RESPONSE_KEPT).decode("utf-8", "replace")
+        status = response.status
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError("timed out")
+    except (socket.timeout, TimeoutError):
+        return Result("failed", error=f"timed out after {timeout:g}s", duration_ms=took(), sent=sent)
+    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        if time.perf_counter() - started >= timeout:
+            return Result("failed", error=f"timed out after {timeout:g}s", duration_ms=took(), sent=sent)
+        reason = str(exc) or type(exc).__name__
+        return Result("failed", error=f"{type(exc).__name__}: {reason}"[:500], duration_ms=took(), sent=sent)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if conn is not None:
+            conn.close()
+    duration = took()
+    if 200 <= status < 300:
+        return Result("delivered", status, duration_ms=duration, response=answer, sent=True)
+    if status == 410:
+        return Result("gone", status, error="the receiver answered 410 Gone", duration_ms=duration,
+                      response=answer, sent=True)
+    if 300 <= status < 400:
+        where = response.getheader("Location", "")
+        return Result("failed", status, error=f"redirect to {where or '?'} not followed"[:500],
+                      duration_ms=duration, response=answer, sent=True)
+    return Result("failed", status, error=f"the receiver answered {status}", duration_ms=duration,
+                  retry_after=retry_after_seconds(response.getheader("Retry-After")), response=answer,
+                  sent=True)
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+# -- the dispatcher -----------------------------------------------------------------------------
+class Dispatcher:
+    def __init__(self, db: Database, config: DeliveryConfig | None = None,
+                 tls_context: ssl.SSLContext | None = None):
+        self.db = db
+        self.config = config or DeliveryConfig()
+        self.tls_context = tls_context
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+        self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="webhook")
+        self._in_flight: dict[int, str] = {}  # delivery seq -> subscription id
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._leader = None
+        self._leading = False
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    # -- loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        delay = 0.2
+        standing_by = False
+        while not self.stopping.is_set():
+            try:
+                if not self._lead():
+                    if not standing_by:
+                        log.info("another dispatcher holds the lock; standing by")
+                        standing_by = True
+                    self.stopping.wait(max(self.config.poll_interval, 1.0))
+                    continue
+                standing_by = False
+                self.ready.set()
+                busy = self.run_once()
+                delay = 0.2
+                if not busy:
+                    self._wake.wait(self.config.poll_interval)
+                    self._wake.clear()
+            except Exception as exc:  # database down: keep everything, try again later
+                log.warning("dispatcher: %s; retrying in %.1fs", exc, delay)
+                self._drop_leader()
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._drop_leader()
+
+    def run_once(self) -> bool:
+        """Fan out new events and replays, start due sends; True if anything was done."""
+        fanned = self.fan_out()
+        started = self.dispatch()
+        return bool(fanned or started)
+
+    def _lead(self) -> bool:
+        """On PostgreSQL, hold a session advisory lock: one dispatcher works, others stand by."""
+        if not self.db.is_postgres:
+            return True
+        if self._leader is None:
+            self._leader = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._leading = False
+        if self._leading:  # the lock lives as long as this connection: check that it still does
+            self._leader.execute(text("SELECT 1"))
+            return True
+        self._leading = bool(self._leader.execute(
+            text("SELECT pg_try_advisory_lock(hashtext(current_schema()), :k)"),
+            {"k": LEADER_LOCK}).scalar_one())
+        return self._leading
+
+    def _drop_leader(self) -> None:
+        if self._leader is not None:
+            try:
+                self._leader.invalidate()
+                self._leader.close()
+            except Exception:
+                pass
+            self._leader = None
+        self._leading = False
+
+    # -- fan out -----------------------------------------------------------------------------
+    def fan_out(self) -> int:
+        s, d = webhook_subscriptions, webhook_deliveries
+        with self.db.session() as session:
+            top = session.execute(select(func.max(change_log.c.position))).scalar_one() or 0
+            todo = session.execute(
+                select(s.c.id).where(s.c.status != "disabled",
+                                     (s.c.cursor < top) | s.c.replay_until.is_not(None))).scalars().all()
+        created = 0
+        for sub_id in todo:
+            with self.db.session() as session:
+                sub = session.execute(select(s).where(s.c.id == sub_id).with_for_update()).mappings().first()
+                if sub is None or sub["status"] == "disabled":
+                    continue
+                if sub["replay_until"] is not None:
+                    created += self._fan_out_replay(session, sub)
+                if sub["cursor"] < top:
+                    rows = session.execute(
+                        select(change_log.c.position, change_log.c.event_id, change_log.c.type,
+                               change_log.c.subject)
+                        .where(change_log.c.position > sub["cursor"]).order_by(change_log.c.position)
+                        .limit(self.config.batch)).all()
+                    new = [r for r in rows if matches(sub["types"], r.type)]
+                    self._insert(session, sub_id, new, replay=False)
+                    created += len(new)
+                    if rows:
+                        session.execute(update(s).where(s.c.id == sub_id).values(cursor=rows[-1].position))
+        if created:
+            log.info("fanned out %d deliveries", created)
+        return created
+
+    def _fan_out_replay(self, session, sub) -> int:
+        s, d = webhook_subscriptions, webhook_deliveries
+        rows = session.execute(
+            select(change_log.c.position, change_log.c.event_id, change_log.c.type, change_log.c.subject)
+            .where(change_log.c.position > sub["replay_next"], change_log.c.position <= sub["replay_until"])
+            .order_by(change_log.c.position).limit(self.config.batch)).all()
+        wanted = [r for r in rows if matches(sub["types"], r.type)]
+        if wanted:
+            waiting = set(session.execute(
+                select(d.c.event_id).where(d.c.subscription_id == sub["id"], d.c.status == "pending",
+                                           d.c.event_id.in_([r.event_id for r in wanted]))).scalars())
+            wanted = [r for r in wanted if r.event_id not in waiting]  # already on its way
+        self._insert(session, sub["id"], wanted, replay=True)
+        if len(rows) < self.config.batch:
+            session.execute(update(s).where(s.c.id == sub["id"]).values(replay_next=None, replay_until=None))
+        else:
+            session.execute(update(s).where(s.c.id == sub["id"]).values(replay_next=rows[-1].position))
+        return len(wanted)
+
+    def _insert(self, session, sub_id: str, rows, replay: bool) -> None:
+        if not rows:
+            return
+        at = now()
+        session.execute(webhook_deliveries.insert(), [
+            dict(id=str(uuid.uuid4()), subscription_id=sub_id, position=r.position, event_id=r.event_id,
+                 type=r.type, subject=r.subject, replay=replay, status="pending", attempts=0, retry_step=0,
+                 next_attempt_at=at, created_at=at)
+            for r in rows])
+
+    # -- send --------------------------------------------------------------------------------
+    def due(self, limit: int = 500) -> list[tuple[int, str]]:
+        """(seq, subscription id) of each person's oldest pending delivery that is due, per active
+        subscription."""
+        s, d = webhook_subscriptions, webhook_deliveries
+        head = func.row_number().over(partition_by=(d.c.subscription_id, d.c.subject),
+                                      order_by=(d.c.position, d.c.seq)).label("head")
+        pending = (select(d.c.seq, d.c.subscription_id, d.c.next_attempt_at, head)
+                   .join(s, and_(s.c.id == d.c.subscription_id, s.c.status == "active"))
+                   .where(d.c.status == "pending").subquery())
+        with self.db.session() as session:
+            rows = session.execute(
+                select(pending.c.seq, pending.c.subscription_id)
+                .where(pending.c.head == 1, pending.c.next_attempt_at <= now())
+                .order_by(pending.c.next_attempt_at, pending.c.seq).limit(limit)).all()
+        return [(r.seq, r.subscription_id) for r in rows]
+
+    def dispatch(self) -> int:
+        due = self.due()
+        PENDING.set(len(due))
+        started = 0
+        with self._lock:
+            per_sub: dict[str, int] = {}
+            for sub_id in self._in_flight.values():
+                per_sub[sub_id] = per_sub.get(sub_id, 0) + 1
+            for seq, sub_id in due:
+                if seq in self._in_flight or len(self._in_flight) >= self.config.concurrency:
+                    continue
+                if per_sub.get(sub_id, 0) >= self.config.per_subscription:
+                    continue
+                self._in_flight[seq] = sub_id
+                per_sub[sub_id] = per_sub.get(sub_id, 0) + 1
+                self._pool.submit(self._send_guarded, seq)
+                started += 1
+        return started
+
+    def _send_guarded(self, seq: int) -> None:
+        try:
+            self.send(seq)
+        except Exception:
+            log.exception("webhook delivery %s: could not be recorded; it stays pending", seq)
+        finally:
+            with self._lock:
+                self._in_flight.pop(seq, None)
+            self._wake.set()  # the next delivery for this person may now go
+
+    def send(self, seq: int) -> Result | None:
+        """One attempt of one delivery, recorded; None if it was not to be sent after all."""
+        s, d = webhook_subscriptions, webhook_deliveries
+        with self.db.session() as session:
+            row = session.execute(
+                select(d, s.c.url, s.c.secret, s.c.status.label("sub_status"), s.c.client_id)
+                .join(s, s.c.id == d.c.subscription_id).where(d.c.seq == seq)).mappings().first()
+            if row is None or row["status"] != "pending" or row["sub_status"] != "active":
+                return None
+            body = session.execute(select(change_log.c.body).where(change_log.c.event_id == row["event_id"])
+                                   ).scalar_one_or_none()
+            client = session.execute(select(clients).where(clients.c.id == row["client_id"])).mappings().first()
+            if client is None or client["revoked_at"] is not None:
+                session.execute(update(s).where(s.c.id == row["subscription_id"]).values(
+                    status="disabled", status_reason="the subscribing client was revoked", updated_at=now()))
+                return None
+            caller = Caller(client["id"], client["name"], client["org"], client["role"],
+                            frozenset(client["scopes"]), "webhook subscription")
+            reason = self._not_allowed(session, caller, row["type"], row["subject"])
+            if body is None:
+                reason = "the event is no longer in the change log"
+            if reason:
+                session.execute(update(d).where(d.c.seq == seq).values(status="withheld", last_error=reason))
+                return None
+        timestamp = int(time.time())
+        payload = body.encode()
+        headers = {"webhook-id": row["id"], "webhook-timestamp": str(timestamp),
+                   "webhook-signature": sign(row["secret"], row["id"], timestamp, payload)}
+        at = now()
+        result = post(row["url"], headers, payload, timeout=self.config.timeout,
+                      allow_loopback=self.config.allow_loopback, tls_context=self.tls_context)
+        ATTEMPTS.labels(result.outcome).inc()
+        self._record(row, caller, at, result)
+        return result
+
+    def _not_allowed(self, session, caller: Caller, type_: str, subject: str) -> str | None:
+        service = service_of(type_)
+        if service is None:
+            return f"the gateway no longer knows the event type {type_}"
+        if not caller.has(f"{service}:read"):
+            return f"the subscribing client no longer holds {service}:read"
+        if service in withheld(session, subject, caller.role):
+            return (f"the person has chosen not to share their {service} with "
+                    f"{caller.role.replace('_', ' ')} organisations")
+        return None
+
+    def _record(self, row, caller: Caller, at: datetime, result: Result) -> None:
+        s, d = webhook_subscriptions, webhook_deliveries
+        attempt = row["attempts"] + 1
+        values = dict(attempts=attempt, last_status_code=result.status_code, last_error=result.error)
+        next_at = None
+        sub_change = None
+        if result.outcome == "delivered":
+            values.update(status="delivered", delivered_at=now(), next_attempt_at=None, last_error=None)
+        elif result.outcome == "gone":
+            values.update(next_attempt_at=None)
+            sub_change = dict(status="disabled", status_reason=(
+                f"the receiver answered 410 Gone to delivery {row['id']} at {at.isoformat()}; "
+                "deliveries are kept: a replay re-enables the subscription"))
+        else:
+            step = row["retry_step"]
+            schedule = self.config.schedule
+            if step >= len(schedule):
+                values.update(next_attempt_at=None)
+                sub_change = dict(status="failing", status_reason=(
+                    f"delivery {row['id']} failed {attempt} times over the whole retry schedule "
+                    f"(last: {result.error}); nothing is dropped: fix the receiver, then replay"))
+            else:
+                delay = random.uniform(0, schedule[step])  # full jitter
+                if result.retry_after is not None:
+                    delay = max(delay, min(result.retry_after, self.config.max_retry_after))
+                next_at = now() + timedelta(seconds=delay)
+                values.update(next_attempt_at=next_at, retry_step=step + 1)
+        with self.db.session() as session:
+            current = session.execute(select(s.c.status).where(s.c.id == row["subscription_id"])
+                                      .with_for_update()).scalar_one_or_none()
+            if current is None:  # deleted while the request was in flight
+                return
+            session.execute(webhook_attempts.insert().values(
+                delivery_id=row["id"], subscription_id=row["subscription_id"], attempt=attempt, at=at,
+                outcome=result.outcome, status_code=result.status_code, error=result.error,
+                duration_ms=result.duration_ms, next_attempt_at=next_at,
+                response=(result.response or None) and result.response[:RESPONSE_KEPT]))
+            session.execute(update(d).where(d.c.seq == row["seq"], d.c.status == "pending").values(**values))
+            if sub_change and current == "active":
+                session.execute(update(s).where(s.c.id == row["subscription_id"])
+                                .values(updated_at=now(), version=s.c.version + 1, **sub_change))
+            if result.sent:  # the person's data reached the receiver: an access, audited
+                service = service_of(row["type"]) or "unknown"
+                audit.record(session, caller=caller, scope=f"{service}:read", nhs_number=row["subject"],
+                             action="WEBHOOK",
+                             resource=f"/v1/subscriptions/{row['subscription_id']}/deliveries/{row['id']}",
+                             purpose="webhook subscription", status=result.status_code or 504)
+        log.info("webhook %s %s -> %s", row["id"], row["type"], result.status_code or result.error,
+                 extra={"event_id": row["event_id"], "subscription": row["subscription_id"],
+                        "outcome": result.outcome, "attempt": attempt})
+
+
+def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
+    return Dispatcher(db, DeliveryConfig.from_env(settings))

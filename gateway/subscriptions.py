@@ -1,0 +1,379 @@
+"""Webhook subscriptions: ``/v1/subscriptions``. A client registers a URL and the event types it
+wants; ``coproduction deliver`` (gateway/delivery.py) sends them. A client sees and manages only
+its own subscriptions; every route needs ``subscriptions:manage``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from datetime import datetime
+
+import flask_smorest
+import marshmallow as ma
+from flask import request
+from marshmallow import RAISE, validate
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from coproduction.events import iso, now
+from coproduction.http import Problem, ctx
+
+from .delivery import UnsafeUrl, check_patterns, known_types, matches, new_secret, resolve_safely, service_of
+from .models import change_log
+from .security import need
+from .webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+
+SCOPE = "subscriptions:manage"
+
+bp = flask_smorest.Blueprint(
+    "subscriptions", __name__, url_prefix="/v1/subscriptions",
+    description="Webhook subscriptions: signed deliveries (Standard Webhooks) of the change log's events")
+
+
+# -- schemas ------------------------------------------------------------------------------------
+class SubscriptionCreateSchema(ma.Schema):
+    class Meta:
+        unknown = RAISE
+
+    url = ma.fields.String(required=True, validate=validate.Length(min=1, max=2000),
+                           metadata={"description": "http(s) callback; must resolve to public addresses"})
+    types = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=64)), required=True,
+                           validate=validate.Length(min=1, max=20),
+                           metadata={"description": 'event type patterns, fnmatch style: ["budget.*"]'})
+    description = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+class SubscriptionSchema(ma.Schema):
+    id = ma.fields.String()
+    url = ma.fields.String()
+    types = ma.fields.List(ma.fields.String())
+    description = ma.fields.String(allow_none=True)
+    status = ma.fields.String(metadata={"description": "active | failing | disabled"})
+    status_reason = ma.fields.String(allow_none=True)
+    cursor = ma.fields.String(metadata={"description": "the change-log position fanned out up to"})
+    replaying = ma.fields.Boolean()
+    pending = ma.fields.Integer(metadata={"description": "deliveries not yet accepted by the receiver"})
+    version = ma.fields.Integer()
+    created_at = ma.fields.String()
+    updated_at = ma.fields.String()
+
+
+class SubscriptionCreatedSchema(SubscriptionSchema):
+    secret = ma.fields.String(metadata={"description": "whsec_<base64>: shown once, in this response only"})
+
+
+class ListQuery(ma.Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = ma.fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+class SubscriptionListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(SubscriptionSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+class DeliveryQuery(ListQuery):
+    status = ma.fields.String(load_default=None, validate=validate.OneOf(("pending", "delivered", "withheld")))
+
+
+class AttemptSchema(ma.Schema):
+    attempt = ma.fields.Integer()
+    at = ma.fields.String()
+    outcome = ma.fields.String(metadata={"description": "delivered | failed | gone | refused"})
+    status_code = ma.fields.Integer(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+    duration_ms = ma.fields.Integer()
+    next_attempt_at = ma.fields.String(allow_none=True)
+    response = ma.fields.String(allow_none=True)
+
+
+class DeliverySchema(ma.Schema):
+    id = ma.fields.String(metadata={"description": "the webhook-id header, the same on every retry"})
+    event_id = ma.fields.String()
+    type = ma.fields.String()
+    subject = ma.fields.String()
+    position = ma.fields.String(metadata={"description": "the event's change-log cursor"})
+    replay = ma.fields.Boolean()
+    status = ma.fields.String(metadata={"description": "pending | delivered | withheld"})
+    attempt_count = ma.fields.Integer()
+    next_attempt_at = ma.fields.String(allow_none=True)
+    last_status_code = ma.fields.Integer(allow_none=True)
+    last_error = ma.fields.String(allow_none=True)
+    created_at = ma.fields.String()
+    delivered_at = ma.fields.String(allow_none=True)
+    attempts = ma.fields.List(ma.fields.Nested(AttemptSchema))
+
+
+class DeliveryListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(DeliverySchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+class ReplaySchema(ma.Schema):
+    class Meta:
+        unknown = RAISE
+
+    after = ma.fields.Raw(load_default=None, allow_none=True, metadata={
+        "description": "a change-log cursor (a delivery's position, or a change feed's cursor); events "
+                       "after it are sent again. Omitted: only re-enable and resend what is pending"})
+
+
+class ReplayResultSchema(ma.Schema):
+    subscription = ma.fields.Nested(SubscriptionSchema)
+    after = ma.fields.String(allow_none=True)
+    until = ma.fields.String(allow_none=True)
+    pending = ma.fields.Integer()
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _t(value: datetime | None) -> str | None:
+    return iso(value) if value is not None else None
+
+
+def _json(row, pending: int = 0) -> dict:
+    return {
+        "id": row["id"], "url": row["url"], "types": row["types"], "description": row["description"],
+        "status": row["status"], "status_reason": row["status_reason"], "cursor": str(row["cursor"]),
+        "replaying": row["replay_until"] is not None, "pending": pending, "version": row["version"],
+        "created_at": _t(row["created_at"]), "updated_at": _t(row["updated_at"]),
+    }
+
+
+def _pending(session, sub_id: str) -> int:
+    d = webhook_deliveries
+    return session.execute(select(func.count()).select_from(d)
+                           .where(d.c.subscription_id == sub_id, d.c.status == "pending")).scalar_one()
+
+
+def _own(session, sub_id: str, client_id: str, for_update: bool = False):
+    try:
+        uuid.UUID(sub_id)
+    except ValueError:
+        raise Problem(404, "Not Found", "No such subscription.")
+    s = webhook_subscriptions
+    stmt = select(s).where(s.c.id == sub_id, s.c.client_id == client_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).mappings().first()
+    if row is None:  # another client's subscription is as invisible as a missing one
+        raise Problem(404, "Not Found", "No such subscription.")
+    return row
+
+
+def _decode_cursor(raw: str | None) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    try:
+        created, sub_id = base64.urlsafe_b64decode(raw.encode() + b"==").decode().split("|", 1)
+        datetime.fromisoformat(created.replace("Z", "+00:00"))
+        return created, sub_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(422, "Unprocessable Content", errors={"cursor": ["Not a cursor this list gave out."]})
+
+
+def _position(value, field: str = "after") -> int:
+    """A change-log cursor: the position as an integer or a string of digits."""
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
+        return int(value)
+    raise Problem(422, "Unprocessable Content",
+                  errors={field: ["Must be a change-log cursor: a non-negative integer, or its digits as a string."]})
+
+
+def _check_scopes(who, patterns: list[str]) -> None:
+    """A client may subscribe only to what it may read: budget.* needs budgets:read."""
+    needed = {f"{service_of(t)}:read" for t in known_types() if matches(patterns, t)}
+    missing = sorted(scope for scope in needed if not who.has(scope))
+    if missing:
+        raise Problem(403, "Forbidden", f"These types need scopes this client does not hold: {', '.join(missing)}.",
+                      errors={"types": [f"Needs {scope}." for scope in missing]})
+
+
+def _request_hash(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- routes ---------------------------------------------------------------------------------------
+@bp.route("", methods=["POST"])
+@bp.arguments(SubscriptionCreateSchema)
+@bp.response(201, SubscriptionCreatedSchema)
+def create_subscription(body):
+    """Subscribe a URL to event types; the answer holds the signing secret, shown only this once."""
+    who = need(SCOPE)
+    settings = ctx().settings
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise Problem(422, "Unprocessable Content", errors={"Idempotency-Key": ["Must be 1 to 200 characters."]})
+    types = list(dict.fromkeys(body["types"]))
+    errors = {}
+    try:
+        resolve_safely(body["url"], settings.allow_loopback_webhooks)
+    except UnsafeUrl as exc:
+        errors["url"] = [f"Refused: the URL {exc}."]
+    problems = check_patterns(types)
+    if problems:
+        errors["types"] = problems
+    if errors:
+        raise Problem(422, "Unprocessable Content", "Some fields are not valid: " + ", ".join(sorted(errors)),
+                      errors=errors)
+    _check_scopes(who, types)
+    digest = _request_hash(body)
+    s = webhook_subscriptions
+    db = ctx().db
+    if key is not None:
+        replayed = _replay_idempotent(who, key, digest)
+        if replayed is not None:
+            return replayed
+    at = now()
+    row = dict(id=str(uuid.uuid4()), client_id=who.client_id, url=body["url"], types=types,
+               description=body.get("description"), secret=new_secret(), status="active",
+               status_reason=None, replay_next=None, replay_until=None, version=1,
+               idempotency_key=key, request_hash=digest if key else None, created_at=at, updated_at=at)
+    try:
+        with db.session() as session:
+            # from now on: events already in the change log are there for a replay to send
+            row["cursor"] = session.execute(select(func.max(change_log.c.position))).scalar_one() or 0
+            session.execute(s.insert().values(**row))
+    except IntegrityError:
+        replayed = _replay_idempotent(who, key, digest) if key is not None else None
+        if replayed is None:
+            raise
+        return replayed
+    return dict(_json(row), secret=row["secret"]), 201, {"Location": f"/v1/subscriptions/{row['id']}",
+                                                         "ETag": '"1"'}
+
+
+def _replay_idempotent(who, key: str, digest: str):
+    s = webhook_subscriptions
+    with ctx().db.session() as session:
+        row = session.execute(select(s).where(s.c.client_id == who.client_id, s.c.idempotency_key == key)
+                              ).mappings().first()
+        if row is None:
+            return None
+        if row["request_hash"] != digest:
+            raise Problem(422, "Unprocessable Content", "This Idempotency-Key was already used for a different request.",
+                          errors={"Idempotency-Key": ["Already used for a different request."]})
+        pending = _pending(session, row["id"])
+    return dict(_json(row, pending), secret=row["secret"]), 201, {
+        "Location": f"/v1/subscriptions/{row['id']}", "Idempotent-Replayed": "true"}
+
+
+@bp.route("", methods=["GET"])
+@bp.arguments(ListQuery, location="query")
+@bp.response(200, SubscriptionListSchema)
+def list_subscriptions(query):
+    """This client's subscriptions, oldest first."""
+    who = need(SCOPE)
+    s = webhook_subscriptions
+    stmt = select(s).where(s.c.client_id == who.client_id)
+    after = _decode_cursor(query["cursor"])
+    if after:
+        created = datetime.fromisoformat(after[0].replace("Z", "+00:00"))
+        stmt = stmt.where((s.c.created_at > created) | ((s.c.created_at == created) & (s.c.id > after[1])))
+    with ctx().db.session() as session:
+        rows = session.execute(stmt.order_by(s.c.created_at, s.c.id).limit(query["limit"] + 1)).mappings().all()
+        items = [_json(r, _pending(session, r["id"])) for r in rows[: query["limit"]]]
+    next_cursor = None
+    if len(rows) > query["limit"]:
+        last = rows[query["limit"] - 1]
+        next_cursor = base64.urlsafe_b64encode(f"{last['created_at'].isoformat()}|{last['id']}".encode()
+                                               ).decode().rstrip("=")
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.route("/<sub_id>", methods=["GET"])
+@bp.response(200, SubscriptionSchema)
+def get_subscription(sub_id):
+    who = need(SCOPE)
+    with ctx().db.session() as session:
+        row = _own(session, sub_id, who.client_id)
+        payload = _json(row, _pending(session, sub_id))
+    return payload, 200, {"ETag": f'"{row["version"]}"'}
+
+
+@bp.route("/<sub_id>", methods=["DELETE"])
+@bp.response(204)
+def delete_subscription(sub_id):
+    """Stop the subscription and forget it, with its deliveries and their attempts."""
+    who = need(SCOPE)
+    with ctx().db.session() as session:
+        _own(session, sub_id, who.client_id, for_update=True)
+        session.execute(delete(webhook_attempts).where(webhook_attempts.c.subscription_id == sub_id))
+        session.execute(delete(webhook_deliveries).where(webhook_deliveries.c.subscription_id == sub_id))
+        session.execute(delete(webhook_subscriptions).where(webhook_subscriptions.c.id == sub_id))
+    return None
+
+
+@bp.route("/<sub_id>/deliveries", methods=["GET"])
+@bp.arguments(DeliveryQuery, location="query")
+@bp.response(200, DeliveryListSchema)
+def list_deliveries(query, sub_id):
+    """Every delivery, newest first, each with every attempt made (time, status code or error,
+    duration, when the next attempt is due)."""
+    who = need(SCOPE)
+    d, a = webhook_deliveries, webhook_attempts
+    stmt = select(d).where(d.c.subscription_id == sub_id)
+    if query["status"]:
+        stmt = stmt.where(d.c.status == query["status"])
+    if query["cursor"] is not None:
+        stmt = stmt.where(d.c.seq < _position(query["cursor"], "cursor"))
+    with ctx().db.session() as session:
+        _own(session, sub_id, who.client_id)
+        rows = session.execute(stmt.order_by(d.c.seq.desc()).limit(query["limit"] + 1)).mappings().all()
+        page = rows[: query["limit"]]
+        attempts: dict[str, list] = {}
+        if page:
+            for at in session.execute(select(a).where(a.c.delivery_id.in_([r["id"] for r in page]))
+                                      .order_by(a.c.id)).mappings():
+                attempts.setdefault(at["delivery_id"], []).append({
+                    "attempt": at["attempt"], "at": _t(at["at"]), "outcome": at["outcome"],
+                    "status_code": at["status_code"], "error": at["error"], "duration_ms": at["duration_ms"],
+                    "next_attempt_at": _t(at["next_attempt_at"]), "response": at["response"]})
+    items = [{
+        "id": r["id"], "event_id": r["event_id"], "type": r["type"], "subject": r["subject"],
+        "position": str(r["position"]), "replay": r["replay"], "status": r["status"],
+        "attempt_count": r["attempts"], "next_attempt_at": _t(r["next_attempt_at"]),
+        "last_status_code": r["last_status_code"], "last_error": r["last_error"],
+        "created_at": _t(r["created_at"]), "delivered_at": _t(r["delivered_at"]),
+        "attempts": attempts.get(r["id"], []),
+    } for r in page]
+    next_cursor = str(page[-1]["seq"]) if len(rows) > query["limit"] else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.route("/<sub_id>/replay", methods=["POST"])
+@bp.arguments(ReplaySchema)
+@bp.response(202, ReplayResultSchema)
+def replay(body, sub_id):
+    """Re-enable the subscription, resend every pending delivery now, and (with ``after``) send again
+    every matching event after that change-log cursor. The dispatcher does the work."""
+    who = need(SCOPE)
+    after = None if body["after"] is None else _position(body["after"])
+    s, d = webhook_subscriptions, webhook_deliveries
+    at = now()
+    with ctx().db.session() as session:
+        row = _own(session, sub_id, who.client_id, for_update=True)
+        values = dict(status="active", status_reason=None, updated_at=at, version=row["version"] + 1)
+        until = row["cursor"]
+        if after is not None and after < until:
+            if row["replay_until"] is not None:  # one already running: widen it
+                values.update(replay_next=min(after, row["replay_next"]), replay_until=until)
+            else:
+                values.update(replay_next=after, replay_until=until)
+        session.execute(update(s).where(s.c.id == sub_id).values(**values))
+        session.execute(update(d).where(d.c.subscription_id == sub_id, d.c.status == "pending")
+                        .values(next_attempt_at=at, retry_step=0))
+        row = session.execute(select(s).where(s.c.id == sub_id)).mappings().first()
+        pending = _pending(session, sub_id)
+    return {"subscription": _json(row, pending), "after": None if after is None else str(after),
+            "until": str(row["replay_until"]) if row["replay_until"] is not None else None,
+            "pending": pending}
