@@ -143,6 +143,14 @@ def cmd_demo(args) -> int:
     return demo(args.url, token_file, args.nhs_number, args.timeout)
 
 
+def cmd_seed(args) -> int:
+    from .seed import seed
+    result = seed(args.people, detailed=args.detailed, start=args.start, published=args.published,
+                  batch=args.batch, jobs=args.jobs, services=args.service)
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_run(args) -> int:
     from .run import run_all
     return run_all(services=args.services or list(DOMAIN_SERVICES))
@@ -200,6 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nhs-number", default="9434765919")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each projection step")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("seed", help="generate people through the services' own code (for demos and `make bench`)")
+    p.add_argument("--people", type=int, required=True, help="how many people")
+    p.add_argument("--detailed", type=int, default=None,
+                   help="how many of them get a whole portfolio through every service (default 1000)")
+    p.add_argument("--start", type=int, default=0, help="skip this many generated NHS numbers (add new people)")
+    p.add_argument("--published", action="store_true",
+                   help="mark the bulk events as sent (the gateway reads them with `coproduction rebuild`)")
+    p.add_argument("--batch", type=int, default=2000, help="people per transaction in bulk")
+    p.add_argument("--jobs", type=int, default=1, help="processes writing the bulk people side by side")
+    p.add_argument("--service", action="append", help="only these services (default: all that exist)")
+    p.set_defaults(func=cmd_seed)
 
     p = sub.add_parser("run", help="start the whole platform on this machine")
     p.add_argument("services", nargs="*", help="domain services to start (default: all that exist)")

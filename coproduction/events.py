@@ -135,11 +135,23 @@ def dataschema_for(type_: str, version: int = 1) -> str:
     return f"urn:coproduction:events:{type_}:v{version}"
 
 
+_INSTANCES: dict[type[Schema], Schema] = {}
+
+
+def _instance(schema_cls: type[Schema]) -> Schema:
+    """One instance per schema class: building a marshmallow schema costs more than validating with
+    it, and an instance holds no state between loads (marshmallow 4 has no context)."""
+    schema = _INSTANCES.get(schema_cls)
+    if schema is None:
+        schema = _INSTANCES[schema_cls] = schema_cls()
+    return schema
+
+
 def make_event(*, source: str, type: str, subject: str, aggregate_id: str,
                aggregate_version: int, data: dict, traceparent: str | None = None) -> dict:
     """Build a validated CloudEvent ready for the outbox."""
     schema_cls, version = REGISTRY[type]
-    errors = schema_cls().validate(data)
+    errors = _instance(schema_cls).validate(data)
     if errors:
         raise ValueError(f"{type} data breaks its own schema: {errors}")
     event = {
@@ -168,7 +180,7 @@ def parse_event(body: bytes | str) -> dict:
         raise InvalidEvent(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise InvalidEvent("envelope is not a JSON object")
-    errors = EnvelopeSchema().validate(raw)
+    errors = _instance(EnvelopeSchema).validate(raw)
     if errors:
         raise InvalidEvent(f"bad envelope: {json.dumps(errors, sort_keys=True)}")
     return raw

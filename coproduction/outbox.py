@@ -47,13 +47,30 @@ def outbox_table(metadata: MetaData) -> Table:
     return table
 
 
+def _row(event: dict, at, sent_at=None) -> dict:
+    return dict(event_id=event["id"], type=event["type"], subject=event["subject"],
+                aggregate_id=event["aggregateid"], aggregate_version=event["aggregateversion"],
+                body=dumps(event).decode(), created_at=at, sent_at=sent_at, attempts=0)
+
+
 def record(session: Session, table: Table, event: dict) -> None:
     """Add an event to the outbox inside the caller's transaction."""
-    session.execute(table.insert().values(
-        event_id=event["id"], type=event["type"], subject=event["subject"],
-        aggregate_id=event["aggregateid"], aggregate_version=event["aggregateversion"],
-        body=dumps(event).decode(), created_at=now(), attempts=0))
+    session.execute(table.insert().values(**_row(event, now())))
     if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(current_schema() || '_outbox', '')"))
+
+
+def record_many(session: Session, table: Table, events: list[dict], *, sent_at=None) -> None:
+    """Add many events in one multi-row insert (bulk loads such as ``coproduction seed``).
+
+    ``sent_at`` marks them as already published: for a bulk load that the gateway reads with
+    ``coproduction rebuild`` (from the feed) rather than over the bus.
+    """
+    if not events:
+        return
+    at = now()
+    session.execute(table.insert(), [_row(e, at, sent_at) for e in events])
+    if sent_at is None and session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_notify(current_schema() || '_outbox', '')"))
 
 
