@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dataclasses
 import itertools
+import uuid
 
 import pytest
 from sqlalchemy import delete, select
@@ -33,7 +34,7 @@ FAST = [0.05, 0.1, 0.2] + [0.3] * 200  # never used up while a test keeps the re
 # -- one platform for the module; each test has its own people, subscriptions and dispatcher ----
 @pytest.fixture(scope="module")
 def shared_platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("webhooks"))
+    p = Platform(tmp_path_factory.mktemp("webhooks"), services=("plans", "budgets"))
     try:
         yield p.start()
     finally:
@@ -283,6 +284,59 @@ def test_events_arrive_as_signed_webhooks_that_the_reference_verifier_accepts(pl
     assert r.status_code == 200, r.text
     webhooks = [e for e in r.json()["items"] if e.get("action") == "WEBHOOK"]
     assert len(webhooks) == 2 and all(e["status"] == 200 for e in webhooks)
+
+
+def test_a_budget_created_agreed_and_changed_reaches_social_care_as_signed_webhooks(platform, receiver, people):
+    """Issue 5: through the gateway, over RabbitMQ, with the receiver failing at first."""
+    A, B = people
+    start_dispatcher(platform)
+    sub = subscribe(platform, receiver.url(), ["budget.*"])
+    receiver.behave = lambda req: 500 if len(receiver.requests) < 3 else 200
+    plan_id = make_plan(platform, A)  # plan.* events: not this subscription's business
+    walk = str(uuid.uuid4())
+    r = platform.call("social_care", "POST", "/v1/budgets", json={
+        "nhs_number": A, "plan_id": plan_id, "annual_pence": 114000, "currency": "GBP",
+        "holdings": [{"type": "direct_payment", "pence": 54000}, {"type": "notional", "pence": 60000}],
+        "priorities": [{"id": walk, "text": "Walk my grandson to school", "category": "physical_activity",
+                        "expressed_by": "person", "rank": 1}],
+        "line_items": [{"description": "Gym membership", "category": "physical_activity", "sector": "private",
+                        "pence": 30000, "frequency": "annual", "priority_ids": [walk],
+                        "paid_from": "direct_payment"}],
+        "holder": {"relationship": "person"}})
+    assert r.status_code == 201, r.text
+    bid = r.json()["id"]
+
+    def write(path, version, body, method="POST"):
+        r = platform.call("social_care", method, f"/v1/budgets/{bid}{path}", json=body,
+                          headers={"If-Match": f'"{version}"'})
+        assert r.status_code == 200, r.text
+    write("/start-planning", 1, {"care_coordinator": "Jo Smith"})
+    write("/agree", 2, {"agreed_by": "Jo Smith", "person_agreed": True})
+    write("/activate", 3, {"start_date": "2027-01-01"})
+    write("", 4, {"annual_pence": 120000,
+                  "holdings": [{"type": "direct_payment", "pence": 60000}, {"type": "notional", "pence": 60000}],
+                  "change": {"reason": "Annual review: more support at home", "effective_from": "2027-02-01"}},
+          method="PATCH")
+
+    expected = ["budget.created", "budget.planning-started", "budget.agreed", "budget.activated", "budget.changed"]
+    wait_for(lambda: [r["event"]["type"] for r in receiver.delivered()] == expected, timeout=30,
+             message="the budget's five events, in order")
+    verifier = Webhook(sub["secret"])
+    for req in receiver.requests:
+        event = verifier.verify(req["body"], req["headers"])
+        assert event["source"] == "/services/budgets" and event["subject"] == A and event["aggregateid"] == bid
+    assert [r["event"]["aggregateversion"] for r in receiver.delivered()] == [1, 2, 3, 4, 5]
+    changed = receiver.delivered()[-1]["event"]["data"]["change"]
+    assert {"field": "annual_pence", "from": 114000, "to": 120000} in changed["fields"]
+    assert changed["reason"] == "Annual review: more support at home" and changed["effective_from"] == "2027-02-01"
+    # the failures were retried under the same webhook-id
+    first = [r["headers"]["webhook-id"] for r in receiver.requests if r["event"]["type"] == "budget.created"]
+    assert len(first) == 4 and len(set(first)) == 1
+    tampered = receiver.delivered()[-1]["body"].replace(b"120000", b"990000")
+    with pytest.raises(WebhookVerificationError):
+        verifier.verify(tampered, receiver.delivered()[-1]["headers"])
+    log = settled(platform, sub["id"], 5)
+    assert sorted(d["attempt_count"] for d in log) == [1, 1, 1, 1, 4]
 
 
 def test_a_client_sees_and_manages_only_its_own_subscriptions(platform, receiver):
