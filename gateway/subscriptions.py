@@ -53,7 +53,8 @@ class SubscriptionSchema(ma.Schema):
     description = ma.fields.String(allow_none=True)
     status = ma.fields.String(metadata={"description": "active | failing | disabled"})
     status_reason = ma.fields.String(allow_none=True)
-    cursor = ma.fields.String(metadata={"description": "the change-log position fanned out up to"})
+    cursor = ma.fields.String(metadata={"description": "the change-log cursor fanned out up to: events after "
+                                                       "it become deliveries as they arrive"})
     replaying = ma.fields.Boolean()
     pending = ma.fields.Integer(metadata={"description": "deliveries not yet accepted by the receiver"})
     version = ma.fields.Integer()
@@ -98,7 +99,8 @@ class DeliverySchema(ma.Schema):
     event_id = ma.fields.String()
     type = ma.fields.String()
     subject = ma.fields.String()
-    position = ma.fields.String(metadata={"description": "the event's change-log cursor"})
+    cursor = ma.fields.String(metadata={"description": "the event's change-log cursor (as GET /v1/changes "
+                                                       "writes them): replay after it to resend what follows"})
     replay = ma.fields.Boolean()
     status = ma.fields.String(metadata={"description": "pending | delivered | withheld"})
     attempt_count = ma.fields.Integer()
@@ -120,8 +122,9 @@ class ReplaySchema(ma.Schema):
         unknown = RAISE
 
     after = ma.fields.Raw(load_default=None, allow_none=True, metadata={
-        "description": "a change-log cursor (a delivery's position, or a change feed's cursor); events "
-                       "after it are sent again. Omitted: only re-enable and resend what is pending"})
+        "description": "a change-log cursor: a next_cursor of GET /v1/changes, a delivery's cursor, or 0 "
+                       "for the start; every matching event after it is sent again. Omitted: only "
+                       "re-enable the subscription and resend what is pending"})
 
 
 class ReplayResultSchema(ma.Schema):
@@ -139,7 +142,7 @@ def _t(value: datetime | None) -> str | None:
 def _json(row, pending: int = 0) -> dict:
     return {
         "id": row["id"], "url": row["url"], "types": row["types"], "description": row["description"],
-        "status": row["status"], "status_reason": row["status_reason"], "cursor": str(row["cursor"]),
+        "status": row["status"], "status_reason": row["status_reason"], "cursor": feed_cursor(row["cursor"]),
         "replaying": row["replay_until"] is not None, "pending": pending, "version": row["version"],
         "created_at": _t(row["created_at"]), "updated_at": _t(row["updated_at"]),
     }
@@ -177,16 +180,32 @@ def _decode_cursor(raw: str | None) -> tuple[str, str] | None:
         raise Problem(422, "Unprocessable Content", errors={"cursor": ["Not a cursor this list gave out."]})
 
 
+#: change-log cursors are written as the change feed (GET /v1/changes) writes them: base64url of
+#: "cp1:<position>", so a client can replay from the feed's cursor or from a delivery's
+FEED_CURSOR_PREFIX = "cp1:"
+
+
+def feed_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"{FEED_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
+
+
 def _position(value, field: str = "after") -> int:
-    """A change-log cursor: the position as an integer or a string of digits."""
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int) and value >= 0:
+    """A change-log cursor: the change feed's opaque cursor, or a position (integer or digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str) and value.isdigit() and len(value) <= 19:
         return int(value)
-    raise Problem(422, "Unprocessable Content",
-                  errors={field: ["Must be a change-log cursor: a non-negative integer, or its digits as a string."]})
+    if isinstance(value, str) and 0 < len(value) <= 100:
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raw = ""
+        digits = raw[len(FEED_CURSOR_PREFIX):]
+        if raw.startswith(FEED_CURSOR_PREFIX) and digits.isdigit() and len(digits) <= 19:
+            return int(digits)
+    raise Problem(422, "Unprocessable Content", f"Some fields are not valid: {field}",
+                  errors={field: ["Must be a change-log cursor: a next_cursor of GET /v1/changes, or a "
+                                  "delivery's cursor."]})
 
 
 def _check_scopes(who, patterns: list[str]) -> None:
@@ -325,7 +344,10 @@ def list_deliveries(query, sub_id):
     if query["status"]:
         stmt = stmt.where(d.c.status == query["status"])
     if query["cursor"] is not None:
-        stmt = stmt.where(d.c.seq < _position(query["cursor"], "cursor"))
+        if not query["cursor"].isdigit() or len(query["cursor"]) > 19:
+            raise Problem(422, "Unprocessable Content", "Some fields are not valid: cursor",
+                          errors={"cursor": ["Not a cursor this list gave out."]})
+        stmt = stmt.where(d.c.seq < int(query["cursor"]))
     with ctx().db.session() as session:
         _own(session, sub_id, who.client_id)
         rows = session.execute(stmt.order_by(d.c.seq.desc()).limit(query["limit"] + 1)).mappings().all()
@@ -340,7 +362,7 @@ def list_deliveries(query, sub_id):
                     "next_attempt_at": _t(at["next_attempt_at"]), "response": at["response"]})
     items = [{
         "id": r["id"], "event_id": r["event_id"], "type": r["type"], "subject": r["subject"],
-        "position": str(r["position"]), "replay": r["replay"], "status": r["status"],
+        "cursor": feed_cursor(r["position"]), "replay": r["replay"], "status": r["status"],
         "attempt_count": r["attempts"], "next_attempt_at": _t(r["next_attempt_at"]),
         "last_status_code": r["last_status_code"], "last_error": r["last_error"],
         "created_at": _t(r["created_at"]), "delivered_at": _t(r["delivered_at"]),
@@ -374,6 +396,6 @@ def replay(body, sub_id):
                         .values(next_attempt_at=at, retry_step=0))
         row = session.execute(select(s).where(s.c.id == sub_id)).mappings().first()
         pending = _pending(session, sub_id)
-    return {"subscription": _json(row, pending), "after": None if after is None else str(after),
-            "until": str(row["replay_until"]) if row["replay_until"] is not None else None,
+    return {"subscription": _json(row, pending), "after": None if after is None else feed_cursor(after),
+            "until": feed_cursor(row["replay_until"]) if row["replay_until"] is not None else None,
             "pending": pending}

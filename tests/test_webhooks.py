@@ -527,10 +527,10 @@ def test_after_the_schedule_the_subscription_is_failing_and_replay_resends(platf
 
     # a replay from a cursor sends again what was delivered, as new deliveries of the same events
     log = settled(platform, sub["id"], 3)
-    first_position = min(int(d["position"]) for d in log)
+    first = next(d for d in log if d["event_id"] == receiver.requests[0]["event"]["id"])
     before = {r["headers"]["webhook-id"] for r in receiver.delivered()}
     r = platform.call("social_care", "POST", f"/v1/subscriptions/{sub['id']}/replay",
-                      json={"after": str(first_position)})
+                      json={"after": first["cursor"]})
     assert r.status_code == 202, r.text
     wait_for(lambda: len(receiver.delivered()) == 5, message="the two events after the cursor again")
     again = receiver.delivered()[3:]
@@ -542,8 +542,9 @@ def test_after_the_schedule_the_subscription_is_failing_and_replay_resends(platf
     verifier = Webhook(sub["secret"])
     for req in receiver.requests:
         verifier.verify(req["body"], req["headers"])
-    bad = platform.call("social_care", "POST", f"/v1/subscriptions/{sub['id']}/replay", json={"after": "x"})
-    assert bad.status_code == 422 and "after" in bad.json()["errors"]
+    for after in ("x", -1, True, "Y3AxOi0x", {"a": 1}):  # "Y3AxOi0x" is cp1:-1
+        bad = platform.call("social_care", "POST", f"/v1/subscriptions/{sub['id']}/replay", json={"after": after})
+        assert bad.status_code == 422 and list(bad.json()["errors"]) == ["after"], (after, bad.text)
 
 
 def test_what_the_person_withholds_from_a_role_is_not_sent(platform, receiver, people):
