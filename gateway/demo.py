@@ -78,7 +78,7 @@ class Gateway:
         segment = path.split("/")[2] if path.startswith("/v1/") else ""
         service = SERVICE_OF.get(segment)
         if r.status_code == 503 and service:
-            return (f"{step}: the {service} service is not up (the gateway answered 503: {detail}). "
+            return (f"{step}: the {service} service is not up or not ready (503: {detail}). "
                     f"Start it (`make run` starts every service, or `coproduction serve {service}` and "
                     f"`coproduction relay {service}`) and run the demo again; it carries on where it stopped.")
         if r.status_code == 401:

@@ -58,7 +58,7 @@ def test_demo_stops_with_a_clear_message_when_a_service_is_not_up(make_platform,
     platform = make_platform(services=("plans", "decisions"), extra_env=nobody).start()
     assert run_demo(platform, tmp_path) == 1
     err = capsys.readouterr().err
-    assert "community: Expert Patients course: the groups service is not up" in err
+    assert "community: Expert Patients course: the groups service is not up or not ready" in err
     assert "run the demo again" in err
     # it stopped there: nothing after the course was attempted
     doc = platform.call("hospital", "GET", f"/v1/people/{NHS}/portfolio").json()
@@ -76,3 +76,13 @@ def test_demo_needs_a_gateway_and_tokens(tmp_path, capsys):
     tokens.write_text(json.dumps({"gp": "x"}))
     assert main(["demo", "--token-file", str(tokens)]) == 1
     assert "no token for community, social_care, hospital" in capsys.readouterr().err
+
+
+def test_demo_on_the_embedded_defaults(make_platform, tmp_path, capsys):
+    """What a newcomer runs: `make run` (SQLite files, the filesystem bus), then `coproduction demo`."""
+    platform = make_platform(services=("plans", "decisions", "budgets", "groups"), broker="filesystem",
+                             database="sqlite").start()
+    assert run_demo(platform, tmp_path) == 0, capsys.readouterr().err
+    doc = platform.call("hospital", "GET", f"/v1/people/{NHS}/portfolio").json()
+    assert {p["text"]: p["initiatives"] for p in doc["priorities"]}["Keep driving for work"] == ["decisions", "plans"]
+    assert platform.call("hospital", "GET", f"/v1/people/{NHS}/admission-summary").status_code == 200
