@@ -339,6 +339,38 @@ def test_a_budget_created_agreed_and_changed_reaches_social_care_as_signed_webho
     assert sorted(d["attempt_count"] for d in log) == [1, 1, 1, 1, 4]
 
 
+def test_coproduction_deliver_one_process_works_another_stands_by_and_takes_over(platform, receiver, people):
+    """The real processes: two `coproduction deliver`, one works (a PostgreSQL advisory lock), the
+    other takes over when the first is killed -9; SIGTERM stops one cleanly."""
+    A, B = people
+    saved = dict(platform.env)
+    platform.env.update(WEBHOOK_POLL_INTERVAL="50ms", WEBHOOK_RETRY_SCHEDULE="100ms,200ms,300ms,300ms,300ms")
+    keys = ("deliver-1", "deliver-2")
+    try:
+        for key in keys:
+            platform.spawn(key, "deliver")
+        sub = subscribe(platform, receiver.url(), ["plan.*"])
+        make_plan(platform, A)
+        wait_for(lambda: len(receiver.delivered()) == 2, timeout=30, message="delivered by a deliver process")
+        standby = wait_for(lambda: next((k for k in keys if "standing by" in platform.log(k)), None),
+                           message="one process standing by")
+        leader = next(k for k in keys if k != standby)
+        assert "standing by" not in platform.log(leader)
+        platform.kill(leader, 9)
+        make_plan(platform, B)
+        wait_for(lambda: len(receiver.delivered()) == 4, timeout=30, message="the other process taking over")
+        assert len({r["event"]["id"] for r in receiver.delivered()}) == 4  # each accepted once
+        assert_in_order_per_person(receiver, platform, [A, B])
+        settled(platform, sub["id"], 4)
+        assert platform.kill(standby, 15) == 0  # SIGTERM: stops cleanly
+    finally:
+        platform.env.clear()
+        platform.env.update(saved)
+        for key in keys:
+            if key in platform.procs:
+                platform.kill(key, 9)
+
+
 def test_a_client_sees_and_manages_only_its_own_subscriptions(platform, receiver):
     sub = subscribe(platform, receiver.url(), ["plan.*"], description="care team A")
     db = platform.database("gateway")
