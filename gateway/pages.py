@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 from flask import (Blueprint, Response, abort, g, redirect, render_template, request, session,
                    url_for)
-from markupsafe import Markup
 from sqlalchemy import select
 
 from coproduction.auth import Caller
@@ -113,7 +112,7 @@ def _login_redirect():
     return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
 
 
-@bp.app_context_processor
+@bp.context_processor
 def _context():
     return {"csrf_token": csrf_token, "service_label": SERVICE_LABEL, "short_label": SHORT_LABEL,
             "role_label": ROLE_LABEL, "role_teams": ROLE_TEAMS}
@@ -414,9 +413,3 @@ def month(value: str) -> str:
 @bp.app_template_filter("percent")
 def percent(rate) -> str:
     return "—" if rate is None else f"{round(rate * 100)}%"
-
-
-@bp.app_template_filter("short")
-def short(ref) -> Markup | str:
-    """The first 8 characters of an id: enough to tell records apart on paper."""
-    return str(ref)[:8] if ref else ""
