@@ -678,3 +678,24 @@ def test_bad_subscription_requests(platform, receiver):
     r = platform.call("social_care", "GET", f"/v1/subscriptions/{first.json()['id']}/deliveries",
                       params={"cursor": "abc"})
     assert r.status_code == 422 and "cursor" in r.json()["errors"]
+
+
+def test_webhooks_on_the_embedded_defaults(make_platform, receiver):
+    """SQLite and the filesystem bus, as `make run` has them."""
+    platform = make_platform(broker="filesystem", database="sqlite").start()
+    start_dispatcher(platform)
+    nhs = next(_numbers)
+    sub = subscribe(platform, receiver.url(), ["plan.*"])
+    receiver.behave = lambda req: 500 if len(receiver.requests) < 2 else 200
+    make_plan(platform, nhs)
+    make_plan(platform, nhs)
+    wait_for(lambda: len(receiver.delivered()) == 4, timeout=30, message="four webhooks")
+    verifier = Webhook(sub["secret"])
+    for req in receiver.requests:
+        verifier.verify(req["body"], req["headers"])
+    assert_in_order_per_person(receiver, platform, [nhs])
+    log = settled(platform, sub["id"], 4)
+    assert sum(d["attempt_count"] for d in log) == 6
+    r = platform.call("social_care", "POST", f"/v1/subscriptions/{sub['id']}/replay", json={"after": 0})
+    assert r.status_code == 202, r.text
+    wait_for(lambda: len(receiver.delivered()) == 8, timeout=30, message="everything again after a replay from 0")
