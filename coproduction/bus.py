@@ -49,7 +49,11 @@ class Bus:
     # -- connections ---------------------------------------------------------------------
     def connect(self) -> kombu.Connection:
         if self.is_amqp:
-            conn = kombu.Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5)
+            # read/write timeouts bound a handshake with a broker that accepts TCP but is still
+            # booting (otherwise a blocking read waits until the broker resets the connection)
+            timeout = max(10, 2 * self.heartbeat)
+            conn = kombu.Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5,
+                                    transport_options={"read_timeout": timeout, "write_timeout": timeout})
         else:
             root = Path(self.url.split("://", 1)[1] or "var/bus")
             (root / "data").mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from .config import DOMAIN_SERVICES, SERVICE_PORTS, Settings, var_dir
+from .config import DOMAIN_SERVICES, SERVICE_PORTS, Settings, make_bus, var_dir
 
 
 def _stop_on_signals(stop) -> None:
@@ -34,7 +34,7 @@ def cmd_relay(args) -> int:
     settings = Settings.from_env(args.service)
     db = spec.database(settings)
     db.create_schema(spec.metadata)
-    bus = Bus(settings.broker_url, settings.bus_prefix, settings.queue_type)
+    bus = make_bus(settings)
     relay = Relay(db, spec.outbox, Publisher(bus))
     metrics.serve(settings.metrics_port)
     _stop_on_signals(relay.stop)
@@ -52,7 +52,7 @@ def cmd_consume(args) -> int:
     settings = Settings.from_env("gateway")
     db = database(settings)
     db.create_schema(metadata)
-    consumer = make_consumer(settings, db, Bus(settings.broker_url, settings.bus_prefix, settings.queue_type))
+    consumer = make_consumer(settings, db, make_bus(settings))
     metrics.serve(settings.metrics_port)
     _stop_on_signals(consumer.stop)
     consumer.run()

@@ -37,6 +37,7 @@ class Settings:
     broker_url: str
     bus_prefix: str = ""
     queue_type: str = "classic"
+    broker_heartbeat: int = 10
     retry_delay_ms: int = 5000
     max_attempts: int = 5
     service_token_secret: str = ""
@@ -68,6 +69,7 @@ class Settings:
             broker_url=broker,
             bus_prefix=env.get("BUS_PREFIX", ""),
             queue_type=env.get("QUEUE_TYPE", "classic"),
+            broker_heartbeat=_int("BROKER_HEARTBEAT", 10),
             retry_delay_ms=_int("RETRY_DELAY_MS", 5000),
             max_attempts=_int("MAX_ATTEMPTS", 5),
             service_token_secret=secret,
@@ -77,3 +79,9 @@ class Settings:
             allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "") in ("1", "true", "yes"),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
         )
+
+
+def make_bus(settings: "Settings"):
+    """The bus as configured: one place, so every process connects the same way."""
+    from .bus import Bus
+    return Bus(settings.broker_url, settings.bus_prefix, settings.queue_type, settings.broker_heartbeat)

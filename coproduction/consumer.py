@@ -19,15 +19,15 @@ import time
 from typing import Callable
 
 import kombu
-from sqlalchemy import exc as sa_exc
 
 from . import metrics
 from .bus import Bus, OutgoingMessage, Publisher
+from .db import DB_UNAVAILABLE
 from .events import InvalidEvent, iso, now, parse_event
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+TRANSIENT = DB_UNAVAILABLE
 
 
 class Transient(Exception):

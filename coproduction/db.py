@@ -9,9 +9,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event, text
+from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+#: errors that mean "the database is not answering now", not "this request is wrong"
+DB_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
 #: an auto-incrementing 64-bit key on PostgreSQL that SQLite also auto-increments
 BigId = BigInteger().with_variant(Integer, "sqlite")

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .config import Settings
-from .db import Database
+from .db import DB_UNAVAILABLE, Database
 from .events import TRACEPARENT
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ class Api(flask_smorest.Api):
     def handle_http_exception(self, error):
         if isinstance(error, Problem):
             return problem_response(error.code, error.title, error.detail, error.errors, error.headers)
+        if isinstance(getattr(error, "original_exception", None), DB_UNAVAILABLE):
+            return problem_response(503, "Service Unavailable", "The database is unavailable; retry shortly.",
+                                    headers={"Retry-After": "2"})
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages")
         headers = dict(data.get("headers") or {})
@@ -184,10 +187,9 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
-        from sqlalchemy import exc as sa_exc
         if isinstance(exc, HTTPException):
             return api.handle_http_exception(exc)
-        if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        if isinstance(exc, DB_UNAVAILABLE):
             log.warning("database unavailable: %s", exc)
             return problem_response(503, "Service Unavailable", "The database is unavailable; retry shortly.",
                                     headers={"Retry-After": "2"})

@@ -7,7 +7,8 @@ from flask import current_app, g, request
 from sqlalchemy import select
 
 from coproduction.auth import Caller, unauthorised
-from coproduction.http import Problem, ctx
+from coproduction.db import DB_UNAVAILABLE
+from coproduction.http import Problem, ctx, problem_response
 from coproduction.nhs_number import is_valid
 
 from . import audit, clients
@@ -90,9 +91,14 @@ def write_audit(response):
     if nhs is None and not request.path.startswith(PERSONAL):
         return response
     who = g.get("caller")
-    with ctx().db.session() as session:
-        audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
-                     action=request.method, resource=request.full_path.rstrip("?"),
-                     purpose=getattr(who, "purpose", None) or request.headers.get("X-Purpose", "direct care"),
-                     status=response.status_code)
+    try:
+        with ctx().db.session() as session:
+            audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
+                         action=request.method, resource=request.full_path.rstrip("?"),
+                         purpose=getattr(who, "purpose", None) or request.headers.get("X-Purpose", "direct care"),
+                         status=response.status_code)
+    except DB_UNAVAILABLE:
+        # an access that cannot be audited is not answered: the client retries later
+        return problem_response(503, "Service Unavailable", "The audit trail is unavailable; retry shortly.",
+                                headers={"Retry-After": "2"})
     return response

@@ -53,3 +53,10 @@ def make_platform(tmp_path):
     yield make
     for p in made:
         p.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    from reliability_report import ROWS, SCALE, table
+    if ROWS:
+        terminalreporter.write_sep("=", f"reliability ({SCALE} scale)")
+        terminalreporter.write_line(table(ROWS))

@@ -19,7 +19,7 @@ import requests
 from werkzeug.serving import make_server
 
 from coproduction.bus import Bus, Publisher
-from coproduction.config import Settings
+from coproduction.config import Settings, make_bus
 from coproduction.outbox import Relay
 from coproduction.service import load
 
@@ -102,8 +102,7 @@ class Platform:
         return Settings.from_env(name)
 
     def bus(self) -> Bus:
-        s = self.settings("gateway")
-        return Bus(s.broker_url, s.bus_prefix, s.queue_type)
+        return make_bus(self.settings("gateway"))
 
     def database(self, name: str):
         if name == "gateway":

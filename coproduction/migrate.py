@@ -1,0 +1,67 @@
+"""Schema migrations with Alembic, one history per service (``<package>/migrations/versions``).
+
+``coproduction migrate SERVICE`` brings a database up to date; ``coproduction serve`` runs it in the
+master process before its workers start. ``coproduction makemigration SERVICE -m "..."`` writes a
+new revision from the difference between the models and an up-to-date database.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from .config import Settings
+from .db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATION_LOCK = 7_240_000
+
+
+def parts(service: str) -> tuple[Database, object, Path]:
+    settings = Settings.from_env(service)
+    if service == "gateway":
+        from gateway.app import database
+        from gateway.models import metadata
+        return database(settings), metadata, ROOT / "gateway" / "migrations"
+    from .service import load
+    spec = load(service)
+    return spec.database(settings), spec.metadata, ROOT / "services" / service / "migrations"
+
+
+def _config(versions: Path, connection, metadata) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).resolve().parent / "migrations"))
+    cfg.set_main_option("version_locations", str(versions))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["connection"] = connection
+    cfg.attributes["metadata"] = metadata
+    return cfg
+
+
+def upgrade(service: str) -> None:
+    db, metadata, versions = parts(service)
+    try:
+        with db.engine.begin() as conn:
+            if db.is_postgres:  # processes starting together must not race on the same migration
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+                if db.schema:
+                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+            command.upgrade(_config(versions, conn, metadata), "head")
+    finally:
+        db.dispose()
+
+
+def make_revision(service: str, message: str) -> None:
+    db, metadata, versions = parts(service)
+    versions.mkdir(parents=True, exist_ok=True)
+    try:
+        with db.engine.begin() as conn:
+            if db.is_postgres and db.schema:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+            cfg = _config(versions, conn, metadata)
+            command.upgrade(cfg, "head")
+            command.revision(cfg, message=message, autogenerate=True)
+    finally:
+        db.dispose()

@@ -1,0 +1,227 @@
+"""Issue 10: the fault-injection suite. Each fault runs against the running platform over real
+RabbitMQ and PostgreSQL, then every store is compared: the service's outbox (what was committed),
+what the broker confirmed, the gateway's change log and inbox (what was applied), the dead letters.
+
+``make test`` runs it small; ``make reliability`` (RELIABILITY_SCALE=full) runs it at full size and
+writes the table to docs/reliability.md.
+"""
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from coproduction.consumer import dead_letters
+from coproduction.events import dumps, make_event
+from coproduction.service import load
+from faults import TcpProxy
+from harness import free_port, wait_for
+from infra import PgInstance, RabbitNode, infra_dir
+from load import Writer, person
+from reliability_report import FULL, Row, record
+
+import services.plans.events  # noqa: F401
+
+EVENTS = 10_000 if FULL else 600
+
+
+def snapshot(platform) -> dict:
+    """What each store holds now."""
+    from gateway.models import change_log, inbox
+    from services.plans.models import Plan, idempotency_keys
+    spec = load("plans")
+    db = platform.database("plans")
+    with db.session() as s:
+        outbox = dict(s.execute(select(spec.outbox.c.event_id, spec.outbox.c.sent_at)).all())
+        plans = s.execute(select(func.count()).select_from(Plan)).scalar_one()
+        keys = s.execute(select(func.count()).select_from(idempotency_keys)).scalar_one()
+    db.dispose()
+    gw = platform.database("gateway")
+    with gw.session() as s:
+        logged = s.execute(select(change_log.c.event_id)).scalars().all()
+        inboxed = s.execute(select(func.count()).select_from(inbox)).scalar_one()
+    gw.dispose()
+    return {"outbox": outbox, "plans": plans, "keys": keys, "logged": logged, "inbox": inboxed}
+
+
+def settled(platform) -> dict | None:
+    snap = snapshot(platform)
+    if all(sent is not None for sent in snap["outbox"].values()) and set(snap["logged"]) >= set(snap["outbox"]):
+        return snap
+    return None
+
+
+def verdict(fault: str, snap: dict, writer_created: int, recovery: float, dead: int = 0, note: str = "") -> Row:
+    committed = set(snap["outbox"])
+    delivered = set(snap["logged"])
+    duplicated = (len(snap["logged"]) - len(delivered)) + (snap["plans"] - snap["keys"]) + \
+                 (snap["inbox"] - len(delivered)) + (snap["plans"] - writer_created)
+    row = record(Row(fault=fault, sent=len(committed),
+                     confirmed=sum(1 for s in snap["outbox"].values() if s is not None),
+                     delivered=len(delivered & committed), lost=len(committed - delivered),
+                     duplicated=duplicated, dead_lettered=dead, recovery_s=round(recovery, 1), note=note))
+    assert row.lost == 0 and row.duplicated == 0, row
+    return row
+
+
+def start_parts(platform, consumer_process=True, relay_process=True):
+    platform.migrate()
+    platform.start_web("plans")
+    platform.start_web("gateway")
+    platform.create_clients()
+    if relay_process:
+        platform.spawn("relay", "relay", "plans")
+    else:
+        platform.start_relay("plans")
+    if consumer_process:
+        platform.spawn("consumer", "consume")
+    else:
+        platform.start_consumer()
+
+
+def applied(platform) -> int:
+    from gateway.models import change_log
+    db = platform.database("gateway")
+    with db.session() as s:
+        n = s.execute(select(func.count()).select_from(change_log)).scalar_one()
+    db.dispose()
+    return n
+
+
+def until_settled(platform, since: float, timeout: float) -> tuple[dict, float]:
+    snap = wait_for(lambda: settled(platform), timeout=timeout, interval=0.2, message="every committed event applied")
+    return snap, time.monotonic() - since
+
+
+@pytest.fixture
+def rabbit(tmp_path):
+    root = infra_dir("rabbit")
+    node = RabbitNode("relia" + uuid.uuid4().hex[:6], free_port(), root)
+    yield node.start()
+    node.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_fault_1_rabbitmq_killed_hard_while_events_flow(make_platform, rabbit):
+    platform = make_platform(extra_env={"BROKER_URL": rabbit.url, "BROKER_HEARTBEAT": "2"})
+    start_parts(platform)
+    writer = Writer(platform, EVENTS).start()
+    wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=120, message="events flowing")
+    rabbit.kill9()
+    time.sleep(5 if FULL else 2)
+    rabbit.start()
+    back = time.monotonic()
+    writer.join()
+    snap, recovery = until_settled(platform, back, 600 if FULL else 120)
+    verdict("1. RabbitMQ kill -9, restart", snap, writer.done, recovery)
+
+
+def test_fault_2_relay_and_consumer_killed_mid_flow(make_platform):
+    platform = make_platform()
+    start_parts(platform)
+    writer = Writer(platform, EVENTS).start()
+    kills = 0
+    for fraction in (0.2, 0.4, 0.6):
+        wait_for(lambda: applied(platform) >= EVENTS * fraction, timeout=120, message="progress")
+        platform.kill("relay", signal.SIGKILL)
+        platform.kill("consumer", signal.SIGKILL)  # after some commit and before its ack, in all likelihood
+        kills += 2
+        platform.spawn("relay", "relay", "plans")
+        platform.spawn("consumer", "consume")
+        back = time.monotonic()
+    writer.join()
+    snap, recovery = until_settled(platform, back, 300)
+    verdict("2. relay and consumer kill -9 (x3)", snap, writer.done, recovery, note=f"{kills} kills")
+
+
+def test_fault_3_gateway_down_while_services_take_writes(make_platform):
+    platform = make_platform()
+    start_parts(platform)
+    first = Writer(platform, EVENTS // 3).start()
+    first.join()
+    platform.kill("consumer", signal.SIGTERM)
+    platform.servers.pop("gateway").stop()
+    down_for = 120 if FULL else 5
+    started = time.monotonic()
+    direct = Writer(platform, EVENTS // 3, direct=True, offset=100_000).start()
+    direct.join()
+    while time.monotonic() - started < down_for:
+        time.sleep(0.5)
+    platform.start_web("gateway")
+    platform.spawn("consumer", "consume")
+    back = time.monotonic()
+    snap, recovery = until_settled(platform, back, 300)
+    verdict(f"3. gateway down {down_for}s, catch-up", snap, first.done + direct.done, recovery)
+
+
+def test_fault_4_postgresql_restarted_under_load(make_platform, tmp_path):
+    root = infra_dir("pg")
+    pg = PgInstance(root, free_port()).start()
+    try:
+        platform = make_platform(extra_env={"DATABASE_URL": pg.url})
+        start_parts(platform)
+        writer = Writer(platform, EVENTS).start()
+        wait_for(lambda: writer.done >= EVENTS // 3, timeout=120, message="writes flowing")
+        pg.restart()
+        back = time.monotonic()
+        writer.join()
+        snap, recovery = until_settled(platform, back, 300)
+        bad = {s: n for s, n in writer.statuses.items() if s not in (201, 503, "connection error")}
+        assert bad == {}, f"only 201 and 503 are acceptable while PostgreSQL restarts: {writer.statuses}"
+        assert writer.retry_after_missing == 0
+        verdict("4. PostgreSQL restart under load", snap, writer.done, recovery,
+                note=f"503s while down: {writer.statuses.get(503, 0)}")
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_fault_5_poison_events_reach_the_dead_letters_and_nothing_stalls(make_platform):
+    from test_delivery_guarantees import _publish_raw
+    platform = make_platform(max_attempts=3, retry_delay_ms=200)
+    start_parts(platform, consumer_process=False, relay_process=False)
+    good = make_event(source="plans", type="plan.created", subject=person(1), aggregate_id=str(uuid.uuid4()),
+                      aggregate_version=1, data=services.plans.events.SAMPLES["plan.created"])
+    unknown = dict(good, id=str(uuid.uuid4()), type="plan.exploded")
+    invalid = dict(good, id=str(uuid.uuid4()), data={"plan_id": "x"})
+    poison = {"bad envelope": b'{"specversion": "0.3"}', "unknown type": dumps(unknown),
+              "payload fails validation": dumps(invalid)}
+    for body in poison.values():
+        _publish_raw(platform, "plan.created", body)
+    writer = Writer(platform, EVENTS // 6).start()
+    writer.join()
+    back = time.monotonic()
+    snap, recovery = until_settled(platform, back, 120)
+    dead = wait_for(lambda: (lambda d: d if len(d) >= 3 else None)(dead_letters(platform.bus(), "gateway.portfolio")),
+                    timeout=60, message="three dead letters")
+    reasons = sorted(d["headers"]["x-dead-reason"] for d in dead)
+    assert any("bad envelope" in r for r in reasons)
+    assert any("unknown event type plan.exploded" in r for r in reasons)
+    assert any("data not valid" in r for r in reasons)
+    assert all(d["headers"]["x-dead-attempts"] == 3 for d in dead)
+    verdict("5. poison events", snap, writer.done, recovery, dead=len(dead), note="3 poison, retried 3x each")
+
+
+def test_fault_7_network_stall_noticed_by_heartbeats(make_platform):
+    proxy = TcpProxy(5672)
+    try:
+        platform = make_platform(extra_env={"BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}//",
+                                            "BROKER_HEARTBEAT": "2"})
+        start_parts(platform)
+        writer = Writer(platform, EVENTS).start()
+        wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=120, message="events flowing")
+        proxy.stall()
+        time.sleep(8)  # well past two heartbeat intervals: both sides must notice
+        proxy.heal()
+        back = time.monotonic()
+        writer.join()
+        snap, recovery = until_settled(platform, back, 300)
+        logs = platform.log("relay") + platform.log("consumer")
+        assert "heartbeat" in logs.lower() or "reconnecting" in logs.lower() or "retrying" in logs.lower(), logs[-2000:]
+        verdict("7. network stall (TCP proxy)", snap, writer.done, recovery)
+    finally:
+        proxy.close()
