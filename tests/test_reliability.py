@@ -225,3 +225,37 @@ def test_fault_7_network_stall_noticed_by_heartbeats(make_platform):
         verdict("7. network stall (TCP proxy)", snap, writer.done, recovery)
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def cluster():
+    root = infra_dir("cluster")
+    tag = uuid.uuid4().hex[:6]
+    nodes = [RabbitNode(f"c{tag}n{i}", free_port(), root) for i in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes[1:]:
+            node.join(nodes[0])
+        status = nodes[0].ctl("cluster_status")
+        assert all(n.name in status for n in nodes), status
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_fault_10_three_node_cluster_loses_a_node_while_events_flow(make_platform, cluster):
+    url = ";".join(node.url for node in cluster)  # kombu fails over to the next broker in the list
+    platform = make_platform(extra_env={"BROKER_URL": url, "QUEUE_TYPE": "quorum", "BROKER_HEARTBEAT": "2"})
+    start_parts(platform)
+    writer = Writer(platform, EVENTS).start()
+    wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=120, message="events flowing")
+    queues = cluster[1].ctl("-q", "list_queues", "name", "type")
+    assert f"{platform.env['BUS_PREFIX']}gateway.portfolio\tquorum" in queues, queues
+    cluster[0].kill9()  # the node every client connected to first, and the queues' first leader
+    back = time.monotonic()
+    writer.join()
+    snap, recovery = until_settled(platform, back, 600 if FULL else 180)
+    verdict("10. 3-node cluster, one node kill -9", snap, writer.done, recovery, note="quorum queues")
