@@ -548,7 +548,9 @@ class Dispatcher:
         with self.db.session() as session:
             row = session.execute(
                 select(d, s.c.url, s.c.secret, s.c.status.label("sub_status"), s.c.client_id)
-                .join(s, s.c.id == d.c.subscription_id).where(d.c.seq == seq)).mappings().first()
+                .join(s, s.c.id == d.c.subscription_id)
+                .where(d.c.seq == seq, d.c.next_attempt_at <= now())).mappings().first()
+            # gone, delivered, or rescheduled since the list of due deliveries was read
             if row is None or row["status"] != "pending" or row["sub_status"] != "active":
                 return None
             body = session.execute(select(change_log.c.body).where(change_log.c.event_id == row["event_id"])

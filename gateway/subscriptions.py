@@ -189,20 +189,27 @@ def feed_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"{FEED_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
 
 
+def _digits(text: str) -> int | None:
+    """A non-negative 64-bit integer written in ASCII digits, or None."""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) < 2 ** 63:
+        return int(text)
+    return None
+
+
 def _position(value, field: str = "after") -> int:
     """A change-log cursor: the change feed's opaque cursor, or a position (integer or digits)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63:
         return value
-    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
-        return int(value)
+    if isinstance(value, str) and _digits(value) is not None:
+        return _digits(value)
     if isinstance(value, str) and 0 < len(value) <= 100:
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
         except (binascii.Error, ValueError, UnicodeDecodeError):
             raw = ""
         digits = raw[len(FEED_CURSOR_PREFIX):]
-        if raw.startswith(FEED_CURSOR_PREFIX) and digits.isdigit() and len(digits) <= 19:
-            return int(digits)
+        if raw.startswith(FEED_CURSOR_PREFIX) and _digits(digits) is not None:
+            return _digits(digits)
     raise Problem(422, "Unprocessable Content", f"Some fields are not valid: {field}",
                   errors={field: ["Must be a change-log cursor: a next_cursor of GET /v1/changes, or a "
                                   "delivery's cursor."]})
@@ -344,10 +351,11 @@ def list_deliveries(query, sub_id):
     if query["status"]:
         stmt = stmt.where(d.c.status == query["status"])
     if query["cursor"] is not None:
-        if not query["cursor"].isdigit() or len(query["cursor"]) > 19:
+        seq = _digits(query["cursor"])
+        if seq is None:
             raise Problem(422, "Unprocessable Content", "Some fields are not valid: cursor",
                           errors={"cursor": ["Not a cursor this list gave out."]})
-        stmt = stmt.where(d.c.seq < int(query["cursor"]))
+        stmt = stmt.where(d.c.seq < seq)
     with ctx().db.session() as session:
         _own(session, sub_id, who.client_id)
         rows = session.execute(stmt.order_by(d.c.seq.desc()).limit(query["limit"] + 1)).mappings().all()
