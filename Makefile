@@ -24,6 +24,11 @@ tools:
 test: $(STAMP) services tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+reliability: $(STAMP) services tools
+	rm -f test-output/reliability.json
+	RELIABILITY_SCALE=full $(PY) -m pytest tests/test_reliability.py $(PYTEST_ARGS)
+	$(PY) scripts/reliability_doc.py
+
 up:
 	docker compose up -d --build
 

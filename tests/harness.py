@@ -94,6 +94,7 @@ class Platform:
         self.procs: dict[str, subprocess.Popen] = {}
         self.tokens: dict[str, str] = {}
         self.extra_queues: list[str] = []
+        self._databases: list = []
         self.url = f"http://127.0.0.1:{self.ports['gateway']}"
         self.http = requests.Session()
 
@@ -107,8 +108,11 @@ class Platform:
     def database(self, name: str):
         if name == "gateway":
             from gateway.app import database
-            return database(self.settings("gateway"))
-        return load(name).database(self.settings(name))
+            db = database(self.settings("gateway"))
+        else:
+            db = load(name).database(self.settings(name))
+        self._databases.append(db)
+        return db
 
     def migrate(self):
         from coproduction.web import migrate
@@ -212,6 +216,9 @@ class Platform:
                 pass
         for server in self.servers.values():
             server.stop()
+            server.server.app.extensions["coproduction"].db.dispose()
+        for db in self._databases:  # give PostgreSQL its connections back now, not at garbage collection
+            db.dispose()
         for key, proc in list(self.procs.items()):
             if proc.poll() is None:
                 proc.terminate()

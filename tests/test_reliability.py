@@ -7,10 +7,16 @@ writes the table to docs/reliability.md.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
+import threading
 import time
 import uuid
+from collections import Counter
+
+import requests
 
 import pytest
 from sqlalchemy import func, select
@@ -259,3 +265,113 @@ def test_fault_10_three_node_cluster_loses_a_node_while_events_flow(make_platfor
     writer.join()
     snap, recovery = until_settled(platform, back, 600 if FULL else 180)
     verdict("10. 3-node cluster, one node kill -9", snap, writer.done, recovery, note="quorum queues")
+
+
+def _tree(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid, *[p for child in out for p in _tree(int(child))]]
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def sample(platform) -> dict[str, tuple[float, int]]:
+    """RSS (MB) and open descriptors of every process of the platform (a gunicorn master's workers too)."""
+    out = {}
+    for key, proc in platform.procs.items():
+        for i, pid in enumerate(_tree(proc.pid)):
+            out[f"{key}/{i}"] = (_rss_mb(pid), _fds(pid))
+    return out
+
+
+def test_fault_9_soak_with_faults_on_a_schedule(make_platform, rabbit):
+    """A steady mixed load while RabbitMQ, the relay and consumer, and the gateway fail in turn;
+    memory and open connections of every process stay flat."""
+    duration = 600 if FULL else 40
+    platform = make_platform(extra_env={"BROKER_URL": rabbit.url, "BROKER_HEARTBEAT": "2"})
+    platform.migrate()
+    platform.create_clients()
+    platform.spawn_web("plans")
+    platform.spawn_web("gateway")
+    platform.spawn("relay", "relay", "plans")
+    platform.spawn("consumer", "consume")
+    writer = Writer(platform, 10**9, threads=2).start()
+    stop_reading = threading.Event()
+    reads = Counter()
+
+    def read():
+        http = requests.Session()
+        i = 0
+        while not stop_reading.is_set():
+            try:
+                r = http.get(f"{platform.url}/v1/people/{person(i % 50)}/portfolio",
+                             headers={"Authorization": f"Bearer {platform.tokens['hospital']}"}, timeout=10)
+                reads[r.status_code] += 1
+            except requests.RequestException:
+                reads["connection error"] += 1
+            i += 1
+            time.sleep(0.02)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    started = time.monotonic()
+    at = lambda fraction: started + duration * fraction  # noqa: E731
+    def wait_until(moment):
+        while time.monotonic() < moment:
+            time.sleep(0.2)
+
+    wait_until(at(0.15))
+    baseline = sample(platform)
+    wait_until(at(0.25))
+    rabbit.kill9()
+    time.sleep(2)
+    rabbit.start()
+    wait_until(at(0.5))
+    platform.kill("relay", signal.SIGKILL)
+    platform.kill("consumer", signal.SIGKILL)
+    platform.spawn("relay", "relay", "plans")
+    platform.spawn("consumer", "consume")
+    wait_until(at(0.7))
+    platform.kill("gateway-web", signal.SIGTERM)
+    platform.kill("consumer", signal.SIGTERM)
+    direct = Writer(platform, 10**9, threads=1, direct=True, offset=5_000_000).start()
+    wait_until(at(0.8))
+    direct.stop_event.set()
+    direct.join()
+    platform.spawn_web("gateway")
+    platform.spawn("consumer", "consume")
+    wait_until(at(1.0))
+    final = sample(platform)
+    writer.stop_event.set()
+    stop_reading.set()
+    writer.join()
+    reader.join(10)
+    back = time.monotonic()
+    snap, recovery = until_settled(platform, back, 600)
+
+    grown = {}
+    for key in ("plans-web/0", "plans-web/1"):  # the processes that lived through the whole soak
+        (rss0, fd0), (rss1, fd1) = baseline[key], final[key]
+        if rss1 > max(rss0 * 1.25, rss0 + 25) or fd1 > fd0 + 10:
+            grown[key] = {"rss_mb": (round(rss0), round(rss1)), "fds": (fd0, fd1)}
+    assert grown == {}, grown
+    assert all(rss < 150 for rss, _fds in final.values()), final
+    assert reads[500] == 0 and writer.statuses[500] == 0
+    peak = max(rss for rss, _ in final.values())
+    verdict(f"9. soak {duration}s, faults 1-3 scheduled", snap, writer.done + direct.done, recovery,
+            note=f"{sum(reads.values())} reads; peak RSS {peak:.0f} MB; plans web RSS "
+                 f"{baseline['plans-web/1'][0]:.0f}->{final['plans-web/1'][0]:.0f} MB")
