@@ -151,6 +151,14 @@ def cmd_seed(args) -> int:
     return 0
 
 
+def cmd_asyncapi(args) -> int:
+    from pathlib import Path
+    from .asyncapi import render
+    Path(args.output).write_text(render())
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from .run import run_all
     return run_all(services=args.services or list(DOMAIN_SERVICES))
@@ -220,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="processes writing the bulk people side by side")
     p.add_argument("--service", action="append", help="only these services (default: all that exist)")
     p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every event type")
+    p.add_argument("--output", default="docs/asyncapi.yaml")
+    p.set_defaults(func=cmd_asyncapi)
 
     p = sub.add_parser("run", help="start the whole platform on this machine")
     p.add_argument("services", nargs="*", help="domain services to start (default: all that exist)")

@@ -46,3 +46,21 @@ def test_envelope_is_a_valid_cloudevent(type_):
     parsed = from_json(dumps(event))
     assert parsed["specversion"] == "1.0" and parsed["type"] == type_
     assert parsed["aggregateversion"] == 3 and parsed["traceparent"].startswith("00-")
+
+
+def test_the_checked_in_asyncapi_document_is_current():
+    from pathlib import Path
+    from coproduction.asyncapi import render
+    checked_in = (Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml").read_text()
+    assert checked_in == render(), "docs/asyncapi.yaml is stale: run `coproduction asyncapi`"
+
+
+def test_asyncapi_covers_every_event_type_with_its_payload_schema():
+    from coproduction.asyncapi import document
+    doc = document()
+    assert set(doc["channels"]) == set(REGISTRY)
+    for type_ in REGISTRY:
+        name = type_.replace(".", "_").replace("-", "_")
+        payload = doc["components"]["messages"][name]["payload"]
+        assert payload["properties"]["type"]["const"] == type_
+        assert "priorities" in payload["properties"]["data"]["properties"], type_
