@@ -141,10 +141,14 @@ class Relay:
     def run(self) -> None:
         """Publish until stopped; survive broker and database outages with backoff."""
         delay = 0.2
+        measured = 0.0
         while not self.stopping.is_set():
             try:
                 published = self.run_once()
                 self.publisher.heartbeat()
+                if time.monotonic() - measured > 1.0:
+                    metrics.OUTBOX_BACKLOG.set(self.backlog())
+                    measured = time.monotonic()
                 delay = 0.2
                 if published == 0:
                     self._wait_for_work()

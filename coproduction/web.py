@@ -2,6 +2,19 @@
 from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+from .logs import JsonFormatter
+
+
+class JsonLogger(Logger):
+    """gunicorn's own log lines as JSON, like every other line the platform writes."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter(cfg.proc_name or "web"))
 
 
 class _Gunicorn(BaseApplication):
@@ -47,5 +60,7 @@ def serve(service: str, host: str, port: int, workers: int) -> None:
         "keepalive": 5,
         "accesslog": None,
         "control_socket_disable": True,
+        "logger_class": JsonLogger,
+        "proc_name": f"{service}-web",
         "preload_app": False,
     }).run()
