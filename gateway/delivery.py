@@ -459,6 +459,11 @@ class Dispatcher:
                         .where(change_log.c.position > sub["cursor"]).order_by(change_log.c.position)
                         .limit(self.config.batch)).all()
                     new = [r for r in rows if matches(sub["types"], r.type)]
+                    if new:  # once per event and subscription, even if the change log is rebuilt
+                        seen = set(session.execute(
+                            select(d.c.event_id).where(d.c.subscription_id == sub_id,
+                                                       d.c.event_id.in_([r.event_id for r in new]))).scalars())
+                        new = [r for r in new if r.event_id not in seen]
                     self._insert(session, sub_id, new, replay=False)
                     created += len(new)
                     if rows:
@@ -562,9 +567,13 @@ class Dispatcher:
                 return None
             caller = Caller(client["id"], client["name"], client["org"], client["role"],
                             frozenset(client["scopes"]), "webhook subscription")
+            if body is None:  # the change log is being rebuilt: the event comes back, wait for it
+                log.warning("webhook %s: event %s not in the change log; trying again shortly",
+                            row["id"], row["event_id"])
+                session.execute(update(d).where(d.c.seq == seq).values(
+                    next_attempt_at=now() + timedelta(seconds=5)))
+                return None
             reason = self._not_allowed(session, caller, row["type"], row["subject"])
-            if body is None:
-                reason = "the event is no longer in the change log"
             if reason:
                 session.execute(update(d).where(d.c.seq == seq).values(status="withheld", last_error=reason))
                 return None

@@ -582,6 +582,29 @@ def test_after_the_schedule_the_subscription_is_failing_and_replay_resends(platf
         assert bad.status_code == 422 and list(bad.json()["errors"]) == ["after"], (after, bad.text)
 
 
+def test_a_rebuilt_change_log_is_not_sent_again(platform, receiver, people):
+    """`coproduction rebuild` empties the change log and applies every event again (new positions):
+    subscribers must not get everything a second time."""
+    A, B = people
+    start_dispatcher(platform)
+    sub = subscribe(platform, receiver.url(), ["plan.*"])
+    make_plan(platform, A)
+    settled(platform, sub["id"], 2)
+    db = platform.database("gateway")
+    try:
+        with db.session() as s:
+            rows = s.execute(select(change_log).order_by(change_log.c.position)).mappings().all()
+            s.execute(delete(change_log))
+            s.execute(change_log.insert(), [{k: v for k, v in r.items() if k != "position"} for r in rows])
+    finally:
+        db.dispose()
+    make_plan(platform, B, agree=False)
+    wait_for(lambda: len(receiver.delivered()) == 3, message="the new event")
+    time.sleep(0.3)
+    assert len(receiver.requests) == 3 and len({r["event"]["id"] for r in receiver.requests}) == 3
+    assert len(settled(platform, sub["id"], 3)) == 3
+
+
 def test_what_the_person_withholds_from_a_role_is_not_sent(platform, receiver, people):
     A, B = people
     start_dispatcher(platform)
