@@ -129,3 +129,26 @@ def test_sigterm_lets_the_consumer_and_relay_finish_what_they_hold(make_platform
     wait_for(lambda: gateway_counts(platform)["change_log"] == len(written), timeout=60, message="all applied")
     assert gateway_counts(platform) == {"aggregates": len(written), "change_log": len(written), "inbox": len(written)}
     assert outbox_counts(platform) == (len(written), 0)
+
+
+def test_several_gateway_consumers_share_the_queue_and_agree(make_platform):
+    platform = make_platform()
+    platform.migrate()
+    platform.start_web("plans")
+    platform.start_web("gateway")
+    platform.create_clients()
+    platform.start_relay("plans")
+    platform.spawn("consumer-a", "consume")
+    platform.spawn("consumer-b", "consume")
+    people = [nhs(8000 + i) for i in range(40)]
+    for number in people:
+        r = platform.call("gp", "POST", "/v1/plans", json=plan_body(number))
+        platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers={"If-Match": '"1"'},
+                      json={"agreed_by": "Dr D", "person_agreed": True})
+    wait_for(lambda: gateway_counts(platform)["change_log"] == 80, timeout=60, message="all applied")
+    assert gateway_counts(platform) == {"aggregates": 40, "change_log": 80, "inbox": 80}
+    for number in people:
+        doc = platform.call("hospital", "GET", f"/v1/people/{number}/portfolio").json()
+        assert doc["plan"]["status"] == "active" and doc["plan"]["version"] == 2 and len(doc["timeline"]) == 2
+    both = [platform.log("consumer-a").count("applied plan."), platform.log("consumer-b").count("applied plan.")]
+    assert sum(both) >= 80 and min(both) > 0, both  # both took a share of the work
