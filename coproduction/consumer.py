@@ -1,6 +1,6 @@
 """The consumer: ack only after the effect is committed; retry through a TTL queue; then dead letters.
 
-The handler receives a validated envelope and must be idempotent: it records the event id in an
+The handler receives a validated envelope, returns False for a duplicate, and must be idempotent: it records the event id in an
 inbox in the same transaction as its effect (see :mod:`coproduction.inbox`) and ignores versions
 older than what it holds. A failing message is retried ``max_attempts`` times (counted from the
 broker's ``x-death`` header on RabbitMQ, from ``x-attempts`` on the filesystem transport), then
@@ -40,7 +40,11 @@ class _Reconnect(Exception):
 
 class Consumer:
     def __init__(self, bus: Bus, queue: str, keys: list[str], handler: Callable[[dict], None], *,
-                 max_attempts: int = 5, retry_delay_ms: int = 5000, prefetch: int = 100):
+                 max_attempts: int = 5, retry_delay_ms: int = 5000, prefetch: int = 100,
+                 batch_handler: Callable[[list[dict]], None] | None = None, batch_size: int | None = None):
+        """``batch_handler``, if given, applies every message already waiting (up to ``batch_size``)
+        in one call, so one transaction; if it fails, each message of the batch goes through
+        ``handler`` alone, so one bad message is retried and dead-lettered by itself."""
         self.bus = bus
         self.queue = bus.queue_name(queue)
         self.queue_base = queue
@@ -53,6 +57,9 @@ class Consumer:
         self.ready = threading.Event()
         self._publisher = Publisher(bus)
         self._transient: Exception | None = None
+        self.batch_handler = batch_handler
+        self.batch_size = batch_size or prefetch
+        self._batch: list = []
 
     def stop(self) -> None:
         self.stopping.set()
@@ -74,8 +81,12 @@ class Consumer:
                     while not self.stopping.is_set():
                         try:
                             conn.drain_events(timeout=0.5)
+                            while self._batch and len(self._batch) < self.batch_size:
+                                conn.drain_events(timeout=0)  # only what is already here
                         except socket.timeout:
                             pass
+                        if self._batch:
+                            self._apply_batch()
                         if self._transient is not None:
                             raise _Reconnect(self._transient)
                         if self.bus.is_amqp:
@@ -88,6 +99,7 @@ class Consumer:
                 delay = min(delay * 2, 10.0)
             finally:
                 self._transient = None
+                self._batch = []  # unacknowledged: the broker delivers them again
                 if conn is not None:
                     try:
                         conn.release()
@@ -110,9 +122,47 @@ class Consumer:
         if self._transient is not None:  # reconnecting: leave the rest for the next connection
             message.requeue()
             return
+        if self.batch_handler is not None:
+            self._batch.append(message)
+            return
+        self._handle(message)
+
+    def _apply_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if len(batch) == 1:
+            self._handle(batch[0])
+            return
+        parsed = []
+        for message in batch:
+            try:
+                parsed.append((message, parse_event(message.body)))
+            except InvalidEvent as exc:
+                self._fail(message, exc)
+        if not parsed:
+            return
+        try:
+            self.batch_handler([event for _m, event in parsed])
+        except (Transient, *TRANSIENT) as exc:
+            log.warning("consumer %s: transient failure, %d messages requeued: %s", self.queue, len(parsed), exc)
+            for message, _event in parsed:
+                message.requeue()
+            self._transient = exc
+            return
+        except Exception as exc:  # one of them is at fault: apply each alone, so only it is retried
+            log.info("consumer %s: a batch of %d failed (%s); applying one by one", self.queue, len(parsed), exc)
+            for message, _event in parsed:
+                if self._transient is not None:
+                    message.requeue()
+                else:
+                    self._handle(message)
+            return
+        for message, event in parsed:
+            self._applied(message, event)
+
+    def _handle(self, message) -> None:
         try:
             event = parse_event(message.body)
-            self.handler(event)
+            fresh = self.handler(event)
         except (Transient, *TRANSIENT) as exc:
             log.warning("consumer %s: transient failure, message requeued: %s", self.queue, exc)
             message.requeue()
@@ -121,7 +171,13 @@ class Consumer:
         except Exception as exc:  # the message's own fault, or a bug: retry, then dead letters
             self._fail(message, exc)
             return
+        self._applied(message, event)
+
+    def _applied(self, message, event: dict) -> None:
         message.ack()
+        if fresh is False:  # the handler's inbox had it already: a duplicate delivery
+            metrics.EVENTS_DUPLICATE.labels(self.queue_base).inc()
+            return
         metrics.EVENTS_CONSUMED.labels(self.queue_base).inc()
         try:
             lag = (now() - _parse_time(event["time"])).total_seconds()
