@@ -54,6 +54,7 @@ change_log = Table(
     Column("subject", String(10), nullable=False),
     Column("event_time", DateTime(timezone=True), nullable=False),
     Column("body", Text, nullable=False),
+    sqlite_autoincrement=True,  # positions never reused, even after a rebuild empties the table
 )
 Index("ix_change_log_subject", change_log.c.subject, change_log.c.position)
 
@@ -87,3 +88,6 @@ sharing = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(36), nullable=False),
 )
+
+# the webhook tables (subscriptions, deliveries, attempts) are defined in their own module
+from . import webhook_models  # noqa: E402,F401

@@ -83,6 +83,8 @@ class Platform:
             env.update(BROKER_URL=f"filesystem://{self.var / 'bus'}")
         if database == "postgres":
             env.update(DATABASE_URL=PG_URL, DB_SCHEMA_PREFIX=self.tag + "_")
+        else:  # SQLite files under this platform's var/, whatever another platform set
+            env.update(DATABASE_URL="", DB_SCHEMA_PREFIX="")
         for name, port in self.ports.items():
             env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
         env.update(extra_env or {})
