@@ -6,6 +6,7 @@ from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
 from . import admission, api, routing, security, subscriptions
+from . import changes, fhir
 from . import pages
 from .limits import init_limits
 from .models import metadata
@@ -20,7 +21,7 @@ def create_app(settings: Settings | None = None):
     db = database(settings)
     app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
                      blueprints=[api.bp, api.audit_bp, admission.bp,
-                                 subscriptions.bp], description="The one door to a person's portfolio")
+                                 subscriptions.bp, changes.bp, fhir.bp], description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)
     pages.init_app(app)  # web pages, their session cookie, and the JSON site report
     app.before_request(security.authenticate)

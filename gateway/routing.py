@@ -60,13 +60,18 @@ def forward(service: str, path: str, scope: str) -> Response:
                       headers={"Retry-After": "5"})
     nhs = nhs_hint
     payload = None
-    if upstream.headers.get("Content-Type", "").startswith("application/json"):
+    if upstream.headers.get("Content-Type", "").startswith(("application/json", "application/fhir+json")):
         try:
             payload = upstream.json()
         except ValueError:
             payload = None
         if isinstance(payload, dict) and isinstance(payload.get("nhs_number"), str):
             nhs = payload["nhs_number"]
+        elif isinstance(payload, dict) and payload.get("resourceType") == "Bundle":  # FHIR: the Patient's
+            nhs = next((i.get("value") for e in payload.get("entry", [])  # NHS number identifier
+                        if e.get("resource", {}).get("resourceType") == "Patient"
+                        for i in e["resource"].get("identifier", [])
+                        if i.get("system") == "https://fhir.nhs.uk/Id/nhs-number"), nhs)
     audit_person(nhs)
     if nhs and is_valid(nhs) and upstream.status_code < 400:
         with ctx().db.session() as session:

@@ -275,6 +275,12 @@ def test_bad_input_gets_a_422_naming_every_bad_field_and_nothing_is_stored(platf
         nhs, goals=[{"description": "Weight 105 kg", "priority_ids": [str(uuid.uuid4())]}]))
     assert r.status_code == 422 and set(r.json()["errors"]) == {"goals.0.priority_ids"}
 
+    # text must be readable back (FHIR strings): not blank, no control characters
+    r = platform.call("gp", "POST", "/v1/plans", json=plan_body(
+        nhs, conditions=["asthma", "low\x00mood"], priorities=[{"text": " \u00a0 ", "category": "other"}]))
+    assert r.status_code == 422, r.text
+    assert set(r.json()["errors"]) == {"conditions.1", "priorities.0.text"}
+
     r = platform.call("gp", "GET", "/v1/plans", params={"nhs_number": nhs})
     assert r.status_code == 200 and r.json()["items"] == []  # nothing stored on any refusal
 

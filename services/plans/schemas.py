@@ -1,6 +1,7 @@
 """What the plans API accepts and returns."""
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -19,7 +20,24 @@ PLAN_STATUSES = ("draft", "active", "on_hold", "completed", "revoked")
 #: how far ahead of our clock a results_shared_at may be (clock skew between systems)
 CLOCK_SKEW = timedelta(minutes=5)
 
-Text = lambda n=500, **kw: fields.String(validate=validate.Length(min=1, max=n), **kw)  # noqa: E731
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> None:
+    """Text a person or a GP system can read back: not blank, no control characters (FHIR agrees)."""
+    if not value.strip():
+        raise ValidationError("Cannot be blank.")
+    if _CONTROL.search(value):
+        raise ValidationError("Cannot contain control characters.")
+
+
+Text = lambda n=500, **kw: fields.String(validate=[validate.Length(min=1, max=n), _plain_text], **kw)  # noqa: E731
+
+
+class PlanPrioritySchema(PrioritySchema):
+    """The shared Priority shape, with the text held to the same standard as the rest of a plan."""
+
+    text = Text(500, required=True)
 
 
 def _not_in_future(value) -> None:
@@ -122,7 +140,7 @@ class PlanCreateSchema(Schema):
 
     nhs_number = NHSNumber(required=True)
     conditions = fields.List(Text(200), load_default=list, validate=validate.Length(max=50))
-    priorities = fields.List(fields.Nested(PrioritySchema), load_default=list, validate=validate.Length(max=50))
+    priorities = fields.List(fields.Nested(PlanPrioritySchema), load_default=list, validate=validate.Length(max=50))
     goals = fields.List(fields.Nested(GoalSchema), load_default=list, validate=validate.Length(max=50))
     actions = fields.List(fields.Nested(ActionSchema), load_default=list, validate=validate.Length(max=100))
     next_review_date = fields.Date(load_default=None, allow_none=True)
@@ -145,7 +163,7 @@ class PlanPatchSchema(Schema):
         unknown = RAISE
 
     conditions = fields.List(Text(200), validate=validate.Length(max=50))
-    priorities = fields.List(fields.Nested(PrioritySchema), validate=validate.Length(max=50))
+    priorities = fields.List(fields.Nested(PlanPrioritySchema), validate=validate.Length(max=50))
     goals = fields.List(fields.Nested(GoalSchema), validate=validate.Length(max=50))
     actions = fields.List(fields.Nested(ActionSchema), validate=validate.Length(max=100))
     next_review_date = fields.Date(allow_none=True)

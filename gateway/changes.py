@@ -1,0 +1,148 @@
+"""The change feed: every event the gateway applied, in the order it applied them, from a cursor.
+
+``GET /v1/changes?after=&types=plan.*&limit=`` and ``GET /v1/people/{nhs}/changes?after=&limit=``
+read the ``change_log`` table. Its ``position`` is assigned under a lock held until commit
+(``gateway/projection.py``), so positions become visible in order: a reader that has seen position
+N will never later find a new row below N. A page is read up to the head position observed before
+it, so a client that keeps the ``next_cursor`` it was given sees every change exactly once, in
+order, while writes continue.
+
+The cursor is opaque to clients (today: base64url of ``cp1:<position>``). Consent is applied per
+event: changes of an initiative the person withheld from the caller's role are left out (the
+cursor still moves past them). Every person whose changes a page shows gets an audit record.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+
+import flask_smorest
+import marshmallow as ma
+from flask import jsonify, request
+from sqlalchemy import func, or_, select
+
+from coproduction.http import Problem, ctx
+from coproduction.nhs_number import is_valid
+
+from . import audit
+from .models import change_log
+from .security import audit_person, need, withheld
+
+SCOPE = "portfolio:read"
+CURSOR_PREFIX = "cp1:"
+TYPE_PATTERN = re.compile(r"^(\*|[a-z]+\.\*|[a-z]+\.[a-z][a-z-]*)$")
+
+bp = flask_smorest.Blueprint("changes", __name__, url_prefix="/v1",
+                             description="The change feed: every change, in order, from a cursor (GP sync)")
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if raw.startswith(CURSOR_PREFIX) and raw[len(CURSOR_PREFIX):].isdigit():
+            return int(raw[len(CURSOR_PREFIX):])
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        pass
+    raise Problem(422, "Unprocessable Content", "Some fields are not valid: after",
+                  errors={"after": ["Not a cursor this feed gave out (use the next_cursor of a page)."]})
+
+
+def _types(value: str | None) -> list[str]:
+    if not value:
+        return []
+    patterns = [t.strip() for t in value.split(",") if t.strip()]
+    bad = [t for t in patterns if not TYPE_PATTERN.match(t)]
+    if bad or len(patterns) > 20:
+        raise Problem(422, "Unprocessable Content", "Some fields are not valid: types",
+                      errors={"types": [f"Each type is a name like plan.revised or a family like plan.*; "
+                                        f"not valid: {', '.join(bad) or 'more than 20 patterns'}."]})
+    return patterns
+
+
+class ChangesQuery(ma.Schema):
+    after = ma.fields.String(load_default=None, validate=ma.validate.Length(max=100),
+                             metadata={"description": "The next_cursor of the previous page; absent: from the start"})
+    types = ma.fields.String(load_default=None, validate=ma.validate.Length(max=500),
+                             metadata={"description": "Comma-separated types or families, e.g. plan.*,budget.changed"})
+    limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
+
+
+class ChangePageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Dict(), metadata={"description": "CloudEvents, in cursor order"})
+    next_cursor = ma.fields.String(metadata={"description": "Where to continue from; always present"})
+    has_more = ma.fields.Boolean(metadata={"description": "True when more changes are already waiting"})
+
+
+def page(query: dict, who, subject: str | None = None) -> dict:
+    after = decode_cursor(query["after"])
+    patterns = _types(query["types"])
+    limit = query["limit"]
+    with ctx().db.session() as session:
+        # Everything at or below the head was committed before this read began (positions become
+        # visible in order), so reading up to it and moving the cursor there can never skip one.
+        head = session.execute(select(func.max(change_log.c.position))).scalar_one_or_none() or 0
+        if head <= after:
+            return {"items": [], "next_cursor": encode_cursor(after), "has_more": False}
+        stmt = select(change_log.c.position, change_log.c.subject, change_log.c.body).where(
+            change_log.c.position > after, change_log.c.position <= head)
+        if subject is not None:
+            stmt = stmt.where(change_log.c.subject == subject)
+        if patterns and "*" not in patterns:
+            exact = [p for p in patterns if not p.endswith(".*")]
+            families = [p[:-1] for p in patterns if p.endswith(".*")]
+            wanted = [change_log.c.type.startswith(f, autoescape=True) for f in families]
+            if exact:
+                wanted.append(change_log.c.type.in_(exact))
+            stmt = stmt.where(or_(*wanted))
+        rows = session.execute(stmt.order_by(change_log.c.position).limit(limit + 1)).all()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        hidden: dict[str, set[str]] = {}
+        items = []
+        for row in rows:
+            if row.subject not in hidden:
+                hidden[row.subject] = withheld(session, row.subject, who.role)
+            event = json.loads(row.body)
+            if event["source"].rsplit("/", 1)[-1] in hidden[row.subject]:
+                continue
+            items.append(event)
+        if subject is None:  # the feed spans people: each one shown is audited by name
+            for nhs in sorted({e["subject"] for e in items}):
+                audit.record(session, caller=who, scope=SCOPE, nhs_number=nhs, action=request.method,
+                             resource=request.full_path.rstrip("?"), purpose=who.purpose, status=200)
+    next_position = rows[-1].position if has_more else head
+    return {"items": items, "next_cursor": encode_cursor(next_position), "has_more": has_more}
+
+
+@bp.route("/changes")
+@bp.arguments(ChangesQuery, location="query")
+@bp.response(200, ChangePageSchema)
+def all_changes(query):
+    """Every change across people, oldest first, from ``after`` (scope portfolio:read).
+
+    Keep ``next_cursor`` and send it back as ``after``: each change is delivered exactly once, in
+    order. ``has_more`` says whether to ask again at once or after a pause.
+    """
+    who = need(SCOPE)
+    return jsonify(page(query, who))
+
+
+@bp.route("/people/<nhs_number>/changes")
+@bp.arguments(ChangesQuery, location="query")
+@bp.response(200, ChangePageSchema)
+def person_changes(query, nhs_number):
+    """One person's changes, oldest first, from ``after`` (audited; consent applied)."""
+    audit_person(nhs_number, SCOPE)
+    who = need(SCOPE)
+    if not is_valid(nhs_number):
+        raise Problem(422, "Unprocessable Content", "Some fields are not valid: nhs_number",
+                      errors={"nhs_number": ["Not a valid NHS number."]})
+    return jsonify(page(query, who, subject=nhs_number))
