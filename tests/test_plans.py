@@ -277,7 +277,7 @@ def test_bad_input_gets_a_422_naming_every_bad_field_and_nothing_is_stored(platf
 
     # text must be readable back (FHIR strings): not blank, no control characters
     r = platform.call("gp", "POST", "/v1/plans", json=plan_body(
-        nhs, conditions=["asthma", "low\x00mood"], priorities=[{"text": " \u00a0 ", "category": "other"}]))
+        nhs, conditions=["asthma", "low\x07mood"], priorities=[{"text": " \u00a0 ", "category": "other"}]))
     assert r.status_code == 422, r.text
     assert set(r.json()["errors"]) == {"conditions.1", "priorities.0.text"}
 
