@@ -33,7 +33,8 @@ def cmd_relay(args) -> int:
     spec = load(args.service)
     settings = Settings.from_env(args.service)
     db = spec.database(settings)
-    db.create_schema(spec.metadata)
+    from .web import migrate
+    migrate(args.service)
     bus = make_bus(settings)
     relay = Relay(db, spec.outbox, Publisher(bus))
     metrics.serve(settings.metrics_port)
@@ -51,7 +52,8 @@ def cmd_consume(args) -> int:
     logs.setup("gateway-consumer")
     settings = Settings.from_env("gateway")
     db = database(settings)
-    db.create_schema(metadata)
+    from .web import migrate
+    migrate("gateway")
     consumer = make_consumer(settings, db, make_bus(settings))
     metrics.serve(settings.metrics_port)
     _stop_on_signals(consumer.stop)
@@ -67,7 +69,8 @@ def cmd_deliver(args) -> int:
     logs.setup("gateway-deliver")
     settings = Settings.from_env("gateway")
     db = database(settings)
-    db.create_schema(metadata)
+    from .web import migrate
+    migrate("gateway")
     dispatcher = make_dispatcher(settings, db)
     metrics.serve(settings.metrics_port)
     _stop_on_signals(dispatcher.stop)
@@ -80,7 +83,8 @@ def cmd_clients(args) -> int:
     from gateway.app import database
     from gateway.models import metadata
     db = database(Settings.from_env("gateway"))
-    db.create_schema(metadata)
+    from .web import migrate
+    migrate("gateway")
     if args.action == "create":
         try:
             client_id, token = clients.create(db, args.name, args.org, args.role, args.scope or [],
@@ -122,13 +126,20 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def cmd_makemigration(args) -> int:
+    from .migrate import make_revision
+    make_revision(args.service, args.message)
+    return 0
+
+
 def cmd_rebuild(args) -> int:
     from gateway.app import database
     from gateway.models import metadata
     from gateway.rebuild import rebuild
     settings = Settings.from_env("gateway")
     db = database(settings)
-    db.create_schema(metadata)
+    from .web import migrate
+    migrate("gateway")
     result = rebuild(db, settings, services=args.services or DOMAIN_SERVICES)
     total = sum(result["events"].values())
     print(f"rebuilt {result['people']:,} portfolios from {total:,} events in {result['seconds']}s "
@@ -205,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="bring a service's database schema up to date")
     p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("makemigration", help="write a new Alembic revision from the models (developers)")
+    p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
+    p.add_argument("-m", "--message", required=True)
+    p.set_defaults(func=cmd_makemigration)
 
     p = sub.add_parser("rebuild", help="rebuild the gateway's projection from every service's event feed")
     p.add_argument("services", nargs="*", help="services to replay (default: all four)")

@@ -41,14 +41,6 @@ class Database:
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def create_schema(self, metadata: MetaData) -> None:
-        with self.engine.begin() as conn:
-            if self.is_postgres:  # processes starting together must not race on CREATE TABLE
-                conn.execute(text("SELECT pg_advisory_xact_lock(7240000)"))
-                if self.schema:
-                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            metadata.create_all(conn)
-
     def drop_schema(self) -> None:
         if self.is_postgres and self.schema:
             with self.engine.begin() as conn:

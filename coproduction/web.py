@@ -38,15 +38,8 @@ class _Gunicorn(BaseApplication):
 
 
 def migrate(service: str) -> None:
-    from .config import Settings
-    if service == "gateway":
-        from gateway.app import database
-        from gateway.models import metadata
-        database(Settings.from_env("gateway")).create_schema(metadata)
-    else:
-        from .service import load
-        spec = load(service)
-        spec.database(Settings.from_env(service)).create_schema(spec.metadata)
+    from .migrate import upgrade
+    upgrade(service)
 
 
 def serve(service: str, host: str, port: int, workers: int) -> None:
