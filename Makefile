@@ -26,7 +26,7 @@ test: $(STAMP) services tools
 
 reliability: $(STAMP) services tools
 	rm -f test-output/reliability.json
-	RELIABILITY_SCALE=full $(PY) -m pytest tests/test_reliability.py $(PYTEST_ARGS)
+	RELIABILITY_SCALE=full $(PY) -m pytest tests/test_reliability.py tests/test_bad_input.py $(PYTEST_ARGS)
 	$(PY) scripts/reliability_doc.py
 
 up:

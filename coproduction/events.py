@@ -44,6 +44,16 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false, nothing else: marshmallow's Boolean also takes 0, 1, "yes", "off"..., which
+    the OpenAPI (type: boolean) does not promise and a client should not come to rely on."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class PrioritySchema(Schema):
     """What matters to the person, in the shape every service shares."""
 
@@ -178,6 +188,8 @@ def parse_event(body: bytes | str) -> dict:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"not JSON: {exc}") from None
+    except RecursionError:  # Python's parser recurses: a poison message 10,000 arrays deep
+        raise InvalidEvent("not JSON this service can read: nested too deeply") from None
     if not isinstance(raw, dict):
         raise InvalidEvent("envelope is not a JSON object")
     errors = _instance(EnvelopeSchema).validate(raw)

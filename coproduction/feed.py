@@ -13,8 +13,20 @@ from .outbox import read_feed
 
 
 class FeedQuery(ma.Schema):
-    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    # a position is a BIGINT: past 2**63 - 1 the database would refuse the query itself (a 500)
+    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=2**63 - 1))
     limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=5000))
+
+
+class FeedItem(ma.Schema):
+    position = ma.fields.Integer(required=True)
+    event = ma.fields.Dict(required=True, metadata={"description": "The CloudEvent as published."})
+
+
+class FeedPage(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(FeedItem), required=True)
+    next_after = ma.fields.Integer(required=True)
+    last_position = ma.fields.Integer(required=True)
 
 
 def feed_blueprint() -> flask_smorest.Blueprint:
@@ -24,6 +36,7 @@ def feed_blueprint() -> flask_smorest.Blueprint:
     @bp.route("")
     @requires("admin")
     @bp.arguments(FeedQuery, location="query")
+    @bp.alt_response(200, schema=FeedPage, description="A page of the log, oldest first.")
     def events(query):
         service = ctx()
         with service.db.session() as session:

@@ -4,9 +4,11 @@ body limits, request metrics and W3C trace context.
 """
 from __future__ import annotations
 
+import http
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from typing import Any, Callable
 import flask_smorest
 import marshmallow as ma
 from flask import Flask, Response, current_app, g, jsonify, request
+from flask_smorest.utils import prepare_response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
@@ -87,6 +90,19 @@ def problem_response(status: int, title: str, detail: str | None = None,
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
 
+    def _register_responses(self):
+        """Document every error response as what it is on the wire: application/problem+json
+        (flask-smorest would say application/json, and an OpenAPI client would be told wrong)."""
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
+
     def handle_http_exception(self, error):
         if isinstance(error, Problem):
             return problem_response(error.code, error.title, error.detail, error.errors, error.headers)
@@ -95,7 +111,9 @@ class Api(flask_smorest.Api):
                                     headers={"Retry-After": "2"})
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages")
-        headers = dict(data.get("headers") or {})
+        # keep what werkzeug's own exception says in its headers (Allow on a 405, as RFC 9110 wants)
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        headers.update(data.get("headers") or {})
         if error.code == 429 and "Retry-After" not in headers:
             headers["Retry-After"] = "1"
         detail = data.get("message") or (error.description if error.code != 422 else None)
@@ -112,6 +130,66 @@ class Api(flask_smorest.Api):
             if error.code == 422 and not detail:
                 detail = "Some fields are not valid: " + ", ".join(sorted(flat))
         return problem_response(error.code, error.name, detail, flat, headers)
+
+
+MAX_JSON_DEPTH = 64
+_ESCAPED = re.compile(rb"\\.", re.S)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text nests arrays and objects more than ``limit`` deep (or is too unbalanced to
+    tell), found without parsing it: Python's parser recurses, and 10,000 levels end in a
+    RecursionError, a 500. Strings are dropped, then innermost bracket pairs peeled off a level at a
+    time; every step is linear (no backtracking on hostile input)."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    brackets = _STRING.sub(b"", _ESCAPED.sub(b"", data)).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    return bool(brackets)
+
+
+NUL = "\x00"
+NUL_MESSAGE = "Cannot contain the NUL character (U+0000)."
+
+
+def _nul_paths(value: Any, path: str = "") -> list[str]:
+    """Where in a parsed JSON document a string (or a key) holds U+0000."""
+    if isinstance(value, str):
+        return [path or "body"] if NUL in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            found += [name] if NUL in key else _nul_paths(item, name)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            found += _nul_paths(item, f"{path}.{n}" if path else str(n))
+    return found
+
+
+def _refuse_nul() -> None:
+    """U+0000 is valid JSON and a valid URL escape, but no PostgreSQL text or jsonb column can hold
+    it: refuse it up front (422 naming the field, 400 in the path) instead of failing on the insert."""
+    if NUL in request.path:
+        raise Problem(400, "Bad Request", "The URL contains a NUL character (%00).")
+    errors = {key: [NUL_MESSAGE] for key, values in request.args.lists()
+              if NUL in key or any(NUL in v for v in values)}
+    if request.method in ("POST", "PUT", "PATCH") and request.is_json:
+        data = request.get_data(cache=True)
+        if b"\\u0000" in data:  # JSON can only carry U+0000 escaped
+            try:
+                parsed = json.loads(data)
+            except (ValueError, RecursionError):
+                parsed = None  # malformed: the route's own parsing answers 400
+            errors.update({name: [NUL_MESSAGE] for name in _nul_paths(parsed)})
+    if errors:
+        raise Problem(422, "Unprocessable Content", "Some fields are not valid: " + ", ".join(sorted(errors)),
+                      errors=errors)
 
 
 @dataclass
@@ -173,6 +251,10 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
             # would hand over a silently truncated body, so read it here and refuse it whole.
             if len(request.get_data(cache=True)) >= limit:
                 raise Problem(413, "Content Too Large", f"The request body exceeds {limit} bytes.")
+        if request.is_json and json_too_deep(request.get_data(cache=True)):
+            raise Problem(400, "Bad Request", f"The JSON body is malformed or nested more than "
+                          f"{MAX_JSON_DEPTH} levels deep.")
+        _refuse_nul()
         incoming = request.headers.get("traceparent", "")
         if TRACEPARENT.match(incoming):
             g.traceparent = incoming

@@ -25,8 +25,18 @@ def with_check_digit(first_nine: str) -> str | None:
     return None if digit is None else first_nine + str(digit)
 
 
+#: how an NHS number is described in OpenAPI documents (the check digit is beyond a pattern's reach)
+OPENAPI = {"type": "string", "format": "nhs-number", "pattern": "^[0-9]{10}$", "example": "9434765919",
+           "description": "An NHS number: 10 digits, the last a modulus 11 check digit."}
+
+
 class NHSNumber(fields.String):
     """A marshmallow field that accepts only a valid NHS number."""
+
+    def __init__(self, *args, **kwargs):
+        described = {k: v for k, v in OPENAPI.items() if k != "type"}
+        kwargs["metadata"] = {**described, **(kwargs.get("metadata") or {})}
+        super().__init__(*args, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)

@@ -264,7 +264,7 @@ def _recent_changes(session, nhs_number: str, hidden: set[str], at: datetime) ->
             "freshness": {"change_log": {"last_event_at": last}}}
 
 
-@bp.route("/<nhs_number>/admission-summary")
+@bp.route("/<nhs_number>/admission-summary", parameters=api.nhs_path())
 @bp.response(200, AdmissionSummarySchema)
 def admission_summary(nhs_number):
     """What matters to the person, open and recent decisions, the plan, budget-funded support an

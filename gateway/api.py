@@ -7,7 +7,7 @@ from flask import jsonify
 from sqlalchemy import select
 
 from coproduction.http import Problem, ctx
-from coproduction.nhs_number import is_valid
+from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA, is_valid
 
 from . import portfolio
 from .models import portfolios
@@ -15,6 +15,12 @@ from .security import audit_person, need, withheld
 
 bp = flask_smorest.Blueprint("people", __name__, url_prefix="/v1/people",
                              description="A person's portfolio, read from the gateway's own projection")
+
+
+def nhs_path() -> list[dict]:
+    """The person routes' path parameter, documented as what it is (a bad one still gets a 422)."""
+    return [{"in": "path", "name": "nhs_number", "required": True, "schema": dict(NHS_NUMBER_SCHEMA),
+             "description": "The person's NHS number."}]
 
 
 class PortfolioSchema(ma.Schema):
@@ -46,14 +52,22 @@ def person(nhs_number: str, scope: str) -> tuple:
     return who, hidden, document
 
 
-@bp.route("/<nhs_number>/portfolio")
+@bp.route("/<nhs_number>/portfolio", parameters=nhs_path())
 @bp.response(200, PortfolioSchema)
 def get_portfolio(nhs_number):
     _who, hidden, document = person(nhs_number, "portfolio:read")
     return jsonify(portfolio.for_role(document, hidden))
 
 
-@bp.route("/<nhs_number>/priorities")
+class PrioritiesSchema(ma.Schema):
+    nhs_number = ma.fields.String()
+    items = ma.fields.List(ma.fields.Dict())
+    past = ma.fields.List(ma.fields.Dict())
+    withheld = ma.fields.List(ma.fields.String())
+
+
+@bp.route("/<nhs_number>/priorities", parameters=nhs_path())
+@bp.alt_response(200, schema=PrioritiesSchema, description="What matters to the person, merged and ranked.")
 def get_priorities(nhs_number):
     _who, hidden, document = person(nhs_number, "portfolio:read")
     doc = portfolio.for_role(document, hidden)
@@ -67,9 +81,14 @@ audit_bp = flask_smorest.Blueprint("audit", __name__, url_prefix="/v1",
 
 
 class AuditQuery(ma.Schema):
-    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=2**63 - 1))  # a BIGINT
     limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
     nhs_number = ma.fields.String(load_default=None)
+
+
+class AuditPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Dict())
+    next_cursor = ma.fields.String(allow_none=True)
 
 
 def _audit_page(where, after: int, limit: int):
@@ -84,6 +103,7 @@ def _audit_page(where, after: int, limit: int):
 
 @audit_bp.route("/audit")
 @audit_bp.arguments(AuditQuery, location="query")
+@audit_bp.alt_response(200, schema=AuditPageSchema, description="The audit trail, oldest first.")
 def list_audit(query):
     from .models import audit_log
     need("audit:read")
@@ -91,8 +111,9 @@ def list_audit(query):
     return jsonify(_audit_page(where, query["after"], query["limit"]))
 
 
-@bp.route("/<nhs_number>/access-log")
+@bp.route("/<nhs_number>/access-log", parameters=nhs_path())
 @bp.arguments(AuditQuery, location="query")
+@bp.alt_response(200, schema=AuditPageSchema, description="Who looked at this person's record.")
 def access_log(query, nhs_number):
     """Who looked at this person's record, when, why and with what outcome."""
     from .models import audit_log
@@ -122,14 +143,20 @@ class SharingSchema(ma.Schema):
         required=True)
 
 
+class SharingOutSchema(ma.Schema):
+    nhs_number = ma.fields.String()
+    withhold = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()))
+
+
 def _may_set_sharing(who) -> None:
     if not (who.has("admin") or who.has("plans:write")):
         raise Problem(403, "Forbidden", "Sharing preferences are set by an administrator or by the "
                       "person's GP on their behalf (scope admin or plans:write).")
 
 
-@bp.route("/<nhs_number>/sharing", methods=["PUT"])
+@bp.route("/<nhs_number>/sharing", methods=["PUT"], parameters=nhs_path())
 @bp.arguments(SharingSchema)
+@bp.alt_response(200, schema=SharingOutSchema, description="The person's sharing preferences, as stored.")
 def put_sharing(body, nhs_number):
     from .models import sharing
     from coproduction.events import now
@@ -150,7 +177,8 @@ def put_sharing(body, nhs_number):
     return jsonify(nhs_number=nhs_number, withhold=withhold)
 
 
-@bp.route("/<nhs_number>/sharing", methods=["GET"])
+@bp.route("/<nhs_number>/sharing", methods=["GET"], parameters=nhs_path())
+@bp.alt_response(200, schema=SharingOutSchema, description="The person's sharing preferences.")
 def get_sharing(nhs_number):
     from .models import sharing
     audit_person(nhs_number, "portfolio:read")

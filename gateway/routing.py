@@ -7,6 +7,7 @@ guessed from another resource type never reaches another service's data.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import requests
 from flask import Blueprint, Response, g, request
@@ -26,7 +27,7 @@ ROUTES = {
     "enrolments": ("groups", "groups"),
 }
 FORWARD_HEADERS = ("Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Purpose")
-RETURN_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Idempotent-Replayed")
+RETURN_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Idempotent-Replayed", "Allow")
 SECTION_OF_SERVICE = {"plans": "plans", "budgets": "budgets", "decisions": "decisions", "groups": "groups"}
 
 bp = Blueprint("routing", __name__)
@@ -51,8 +52,12 @@ def forward(service: str, path: str, scope: str) -> Response:
         except ValueError:
             pass
     try:
-        upstream = _http.request(request.method, settings.service_urls[service] + path,
-                                 params=request.args, data=body, headers=headers, timeout=15,
+        # the path re-encoded (a "?" or "%" in an id stays part of the path, as the client meant),
+        # and the query string as it came (repeated parameters and all)
+        url = settings.service_urls[service] + quote(path, safe="/")
+        if request.query_string:
+            url += "?" + request.query_string.decode("latin-1")
+        upstream = _http.request(request.method, url, data=body, headers=headers, timeout=15,
                                  allow_redirects=False)
     except requests.RequestException:
         audit_person(nhs_hint)
@@ -90,14 +95,15 @@ def _route(segment: str, rest: str = ""):
     if segment not in ROUTES:
         raise Problem(404, "Not Found", "No such resource.")
     service, scope_prefix = ROUTES[segment]
-    scope = f"{scope_prefix}:{'read' if request.method in ('GET', 'HEAD') else 'write'}"
+    scope = f"{scope_prefix}:{'read' if request.method in ('GET', 'HEAD', 'OPTIONS') else 'write'}"
     path = f"/v1/{segment}" + (f"/{rest}" if rest else "")
     return forward(service, path, scope)
 
 
+# OPTIONS is forwarded too, so the Allow a client reads is the service's, for that very resource
 for _segment in ROUTES:
     bp.add_url_rule(f"/v1/{_segment}", f"route_{_segment}", lambda s=_segment: _route(s),
-                    methods=["GET", "POST"])
+                    methods=["GET", "POST", "OPTIONS"])
     bp.add_url_rule(f"/v1/{_segment}/<path:rest>", f"route_{_segment}_rest",
                     lambda rest, s=_segment: _route(s, rest),
-                    methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
+                    methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])

@@ -77,10 +77,18 @@ def _person_named_by_request() -> str | None:
     candidate = request.args.get("nhs_number")
     small = (request.content_length or 0) <= current_app.config["MAX_CONTENT_LENGTH"]
     if candidate is None and request.is_json and request.content_length and small:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # nested too deep to parse (the request itself was refused with a 400)
+            body = None
         if isinstance(body, dict):
             candidate = body.get("nhs_number")
     return candidate if isinstance(candidate, str) and is_valid(candidate) else None
+
+
+def _storable(text: str) -> str:
+    """A NUL (a URL's %00) as the URL spells it: no PostgreSQL text column can hold U+0000."""
+    return text.replace("\x00", "%00")
 
 
 def write_audit(response):
@@ -94,8 +102,9 @@ def write_audit(response):
     try:
         with ctx().db.session() as session:
             audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
-                         action=request.method, resource=request.full_path.rstrip("?"),
-                         purpose=getattr(who, "purpose", None) or request.headers.get("X-Purpose", "direct care"),
+                         action=request.method, resource=_storable(request.full_path.rstrip("?")),
+                         purpose=_storable(getattr(who, "purpose", None)
+                                           or request.headers.get("X-Purpose", "direct care")),
                          status=response.status_code)
     except DB_UNAVAILABLE:
         # an access that cannot be audited is not answered: the client retries later

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from coproduction.events import PrioritySchema
+from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
 
 from .models import (BUDGET_STATUSES, CATEGORIES, CURRENCY, EXCLUDED_CATEGORIES, FREQUENCIES,
@@ -169,7 +169,11 @@ class BudgetCreateSchema(Schema):
     @validates_schema(skip_on_field_errors=False)  # name every broken rule at once
     def _money(self, data, **kwargs):
         holdings, annual = data.get("holdings"), data.get("annual_pence")
-        if holdings is not None and annual is not None and sum(h["pence"] for h in holdings) != annual:
+        if holdings is None or annual is None:
+            return
+        if not all(isinstance(h, dict) and "pence" in h and "type" in h for h in holdings):
+            return  # a holding that did not load is named by its own field error; nothing to add up
+        if sum(h["pence"] for h in holdings) != annual:
             raise ValidationError(holdings_message(holdings, annual), "holdings")
 
     @validates_schema(skip_on_field_errors=False)  # name every broken rule at once
@@ -218,7 +222,7 @@ class AgreeSchema(Schema):
         unknown = RAISE
 
     agreed_by = Text(200, required=True, metadata={"description": "The professional who agreed the budget"})
-    person_agreed = fields.Boolean(required=True, validate=validate.Equal(
+    person_agreed = StrictBoolean(required=True, validate=validate.Equal(
         True, error="A personal health budget is agreed with the person (or their representative): "
                     "person_agreed must be true (rule: agreed_with_person)."))
     next_review_date = fields.Date(load_default=None, allow_none=True)

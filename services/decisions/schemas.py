@@ -11,7 +11,7 @@ import re
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from coproduction.events import PrioritySchema, now
+from coproduction.events import PrioritySchema, StrictBoolean, now
 from coproduction.nhs_number import NHSNumber
 
 SETTINGS = ("primary", "outpatient", "inpatient", "community", "mental_health")
@@ -72,8 +72,8 @@ class OptionSchema(Schema):
     id = fields.UUID(load_default=None, metadata={"description": "Given by the service if absent"})
     label = Text(200, required=True)
     description = Text(2000, load_default=None, allow_none=True)
-    is_no_change = fields.Boolean(load_default=False,
-                                  metadata={"description": "Doing nothing, or not changing what is done now"})
+    is_no_change = StrictBoolean(load_default=False,
+                                 metadata={"description": "Doing nothing, or not changing what is done now"})
     benefits = fields.List(Text(500), load_default=list, validate=validate.Length(max=20))
     risks = fields.List(fields.Nested(RiskSchema), load_default=list, validate=validate.Length(max=20))
     consequences = fields.List(Text(500), load_default=list, validate=validate.Length(max=20))
@@ -95,10 +95,10 @@ class FollowUpSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    summary_given = fields.Boolean(allow_none=True,
-                                   metadata={"description": "A written summary was given to the person"})
+    summary_given = StrictBoolean(allow_none=True,
+                                  metadata={"description": "A written summary was given to the person"})
     summary_given_at = fields.AwareDateTime(allow_none=True)
-    letter_sent = fields.Boolean(allow_none=True)
+    letter_sent = StrictBoolean(allow_none=True)
     letter_sent_to = fields.List(Text(200), allow_none=True, validate=validate.Length(max=10),
                                  metadata={"example": ["person", "GP"]})
     letter_sent_at = fields.AwareDateTime(allow_none=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from coproduction.events import PrioritySchema
+from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
 
 from .models import (COURSE_STATUSES, ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES,
@@ -141,7 +141,7 @@ class AttendanceSchema(Schema):
         unknown = RAISE
 
     session_no = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_SESSIONS))
-    attended = fields.Boolean(required=True)
+    attended = StrictBoolean(required=True)
 
 
 class ActionPlanSchema(Schema):
