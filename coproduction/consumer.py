@@ -1,7 +1,7 @@
 """The consumer: ack only after the effect is committed; retry through a TTL queue; then dead letters.
 
-The handler receives a validated envelope, returns False for a duplicate, and must be idempotent: it records the event id in an
-inbox in the same transaction as its effect (see :mod:`coproduction.inbox`) and ignores versions
+The handler receives a validated envelope, returns False for a duplicate, and must be idempotent:
+it records the event id in an inbox in the same transaction as its effect (see :mod:`coproduction.inbox`) and ignores versions
 older than what it holds. A failing message is retried ``max_attempts`` times (counted from the
 broker's ``x-death`` header on RabbitMQ, from ``x-attempts`` on the filesystem transport), then
 goes to ``<queue>.dead`` with the reason in its headers; the messages behind it keep flowing.
@@ -171,9 +171,9 @@ class Consumer:
         except Exception as exc:  # the message's own fault, or a bug: retry, then dead letters
             self._fail(message, exc)
             return
-        self._applied(message, event)
+        self._applied(message, event, fresh)
 
-    def _applied(self, message, event: dict) -> None:
+    def _applied(self, message, event: dict, fresh: bool | None = None) -> None:
         message.ack()
         if fresh is False:  # the handler's inbox had it already: a duplicate delivery
             metrics.EVENTS_DUPLICATE.labels(self.queue_base).inc()
