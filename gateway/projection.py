@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 
 from marshmallow import ValidationError
-from sqlalchemy import bindparam, select, text, tuple_, update
+from sqlalchemy import bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,13 +31,23 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+_READERS: dict = {}
+
+
+def _reader(cls):
+    """One instance per reader class (building a marshmallow schema costs more than a load)."""
+    if cls not in _READERS:
+        _READERS[cls] = cls()
+    return _READERS[cls]
+
+
 def read(event: dict) -> tuple[str, str, dict]:
     try:
         service, kind, reader = READERS[event["type"]]
     except KeyError:
         raise InvalidEvent(f"unknown event type {event['type']}") from None
     try:
-        data = reader().load(event["data"])
+        data = _reader(reader).load(event["data"])
     except ValidationError as exc:
         raise InvalidEvent(f"{event['type']} data not valid: {json.dumps(exc.messages, sort_keys=True, default=str)}")
     return service, kind, data
@@ -103,8 +113,7 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
         {"event_id": e["id"], "type": e["type"], "subject": e["subject"], "event_time": _time(e["time"]),
          "body": dumps(e).decode()} for e, *_ in fresh])
     if recompose_people:
-        for subject in sorted({e["subject"] for e, *_ in fresh}):
-            recompose(session, subject)
+        recompose_many(session, {e["subject"] for e, *_ in fresh})
     return len(fresh)
 
 
@@ -114,11 +123,36 @@ def recompose(session: Session, nhs_number: str) -> None:
         select(change_log.c.type, change_log.c.event_time, change_log.c.body)
         .where(change_log.c.subject == nhs_number).order_by(change_log.c.position.desc()).limit(50)
     ).all()
-    document = portfolio.compose(nhs_number, rows, recent)
-    exists = session.execute(select(portfolios.c.nhs_number).where(portfolios.c.nhs_number == nhs_number)
-                             ).scalar_one_or_none()
-    if exists:
-        session.execute(update(portfolios).where(portfolios.c.nhs_number == nhs_number)
-                        .values(document=document, updated_at=now()))
-    else:
-        session.execute(portfolios.insert().values(nhs_number=nhs_number, document=document, updated_at=now()))
+    _store(session, [(nhs_number, portfolio.compose(nhs_number, rows, recent))])
+
+
+def recompose_many(session: Session, nhs_numbers) -> None:
+    """Recompose several people at once: two reads and one upsert for all of them, the same documents
+    as :func:`recompose` one by one (which a single person still takes: its read stops at 50 rows)."""
+    people = sorted(set(nhs_numbers))
+    if len(people) <= 1:
+        for nhs_number in people:
+            recompose(session, nhs_number)
+        return
+    rows: dict[str, list] = {n: [] for n in people}
+    for row in session.execute(select(aggregates).where(aggregates.c.nhs_number.in_(people))).mappings():
+        rows[row["nhs_number"]].append(row)
+    ranked = select(change_log.c.subject, change_log.c.type, change_log.c.event_time, change_log.c.body,
+                    func.row_number().over(partition_by=change_log.c.subject,
+                                           order_by=change_log.c.position.desc()).label("n")
+                    ).where(change_log.c.subject.in_(people)).subquery()
+    recent: dict[str, list] = {n: [] for n in people}
+    for row in session.execute(select(ranked).where(ranked.c.n <= 50).order_by(ranked.c.subject, ranked.c.n)):
+        recent[row.subject].append(row)
+    _store(session, [(n, portfolio.compose(n, rows[n], recent[n])) for n in people])
+
+
+def _store(session: Session, documents: list[tuple[str, dict]]) -> None:
+    """Insert or replace portfolio documents (one statement for all of them)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(portfolios)
+    stmt = stmt.on_conflict_do_update(index_elements=[portfolios.c.nhs_number],
+                                      set_={"document": stmt.excluded.document,
+                                            "updated_at": stmt.excluded.updated_at})
+    at = now()
+    session.execute(stmt, [{"nhs_number": n, "document": d, "updated_at": at} for n, d in documents])

@@ -21,7 +21,7 @@ from coproduction.config import DOMAIN_SERVICES, Settings
 from coproduction.db import Database
 
 from .models import aggregates, change_log, inbox, portfolios
-from .projection import CONSUMER, apply_many, recompose
+from .projection import CONSUMER, apply_many, recompose_many
 
 REBUILDER = Caller("rebuild", "coproduction rebuild", "LOCAL", "admin", frozenset(ROLES["admin"]))
 
@@ -91,8 +91,7 @@ def recompose_all(db: Database, progress: Progress, batch: int = 500) -> int:
         people = session.execute(select(aggregates.c.nhs_number).distinct()).scalars().all()
     for start in range(0, len(people), batch):
         with db.session() as session:
-            for nhs_number in people[start:start + batch]:
-                recompose(session, nhs_number)
+            recompose_many(session, people[start:start + batch])
         progress.show("portfolios", min(start + batch, len(people)), len(people))
     progress.show("portfolios", len(people), len(people), force=True)
     progress.end()
