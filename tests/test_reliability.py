@@ -375,3 +375,62 @@ def test_fault_9_soak_with_faults_on_a_schedule(make_platform, rabbit):
     verdict(f"9. soak {duration}s, faults 1-3 scheduled", snap, writer.done + direct.done, recovery,
             note=f"{sum(reads.values())} reads; peak RSS {peak:.0f} MB; plans web RSS "
                  f"{baseline['plans-web/1'][0]:.0f}->{final['plans-web/1'][0]:.0f} MB")
+
+
+def test_fault_6_webhook_receivers_down_slow_gone_and_redirecting(make_platform):
+    """One receiver refuses connections, then answers too slowly, then recovers; another answers 410;
+    a third answers with a redirect. Every event reaches the first exactly once per webhook-id, in
+    order per person; the 410 subscription is disabled with nothing dropped; no redirect is followed."""
+    from test_webhooks import Receiver, start_dispatcher, subscribe, deliveries
+    platform = make_platform()
+    start_parts(platform, consumer_process=False, relay_process=False)
+    good, gone, moved = Receiver(), Receiver(), Receiver()
+    target = Receiver()  # where the redirect points: it must never be called
+    try:
+        good.stop()  # down hard: connections refused
+        gone.behave = lambda req: 410
+        moved.behave = lambda req: (302, {"Location": target.url()})
+        sub_good = subscribe(platform, good.url())
+        sub_gone = subscribe(platform, gone.url())
+        sub_moved = subscribe(platform, moved.url())
+        start_dispatcher(platform, timeout=1.0)
+        writer = Writer(platform, EVENTS // 6).start()
+        writer.join()
+        wait_for(lambda: applied(platform) == writer.done, timeout=120, message="events applied")
+        time.sleep(1)
+        good.start()
+        slow_left = [5]
+
+        def slow_then_fine(req):
+            if slow_left[0] > 0:
+                slow_left[0] -= 1
+                req["sleep"] = 1.5  # beyond the dispatcher's 1 s timeout: a failure, retried
+            return 200
+        good.behave = slow_then_fine
+        back = time.monotonic()
+        expected = {e for e in snapshot(platform)["logged"]}
+        wait_for(lambda: {r["event"]["id"] for r in good.delivered() if r.get("sleep") is None} >= expected,
+                 timeout=180, interval=0.2, message="every event delivered to the recovered receiver")
+        recovery = time.monotonic() - back
+        accepted = [r for r in good.delivered() if r.get("sleep") is None]
+        ids_per_event: dict[str, set] = {}
+        for r in good.requests:
+            ids_per_event.setdefault(r["event"]["id"], set()).add(r["headers"]["webhook-id"])
+        assert all(len(ids) == 1 for ids in ids_per_event.values()), "webhook-id changed between retries"
+        duplicated = len(accepted) - len({r["event"]["id"] for r in accepted})
+        gone_sub = platform.call("social_care", "GET", f"/v1/subscriptions/{sub_gone['id']}").json()
+        assert gone_sub["status"] == "disabled"
+        assert gone.requests and all(r["status"] == 410 for r in gone.requests)
+        assert deliveries(platform, sub_gone["id"])  # its log is kept; replay resends from any cursor
+        assert target.requests == []  # the redirect was not followed
+        assert all(d["status"] != "delivered" for d in deliveries(platform, sub_moved["id"]))
+        row = record(Row(fault="6. webhook receiver down, slow, 410, redirect", sent=len(expected),
+                         confirmed=len(expected), delivered=len({r["event"]["id"] for r in accepted} & expected),
+                         lost=len(expected - {r["event"]["id"] for r in accepted}), duplicated=duplicated,
+                         dead_lettered=0, recovery_s=round(recovery, 1),
+                         note=f"{len(good.requests)} attempts to the recovering receiver; the 410 disabled its "
+                              "subscription (log kept, replayable); the 302 was never followed"))
+        assert row.lost == 0 and row.duplicated == 0, row
+    finally:
+        for r in (good, gone, moved, target):
+            r.stop()
