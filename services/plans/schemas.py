@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from coproduction.events import PrioritySchema, now
+from coproduction.events import PrioritySchema, StrictBoolean, now
 from coproduction.nhs_number import NHSNumber
 
 #: FHIR R4 Goal.lifecycleStatus and Goal.achievementStatus codes, used as they are
@@ -214,7 +214,7 @@ class AgreeSchema(Schema):
         unknown = RAISE
 
     agreed_by = Text(200, required=True, metadata={"description": "The professional who agreed the plan"})
-    person_agreed = fields.Boolean(required=True)
+    person_agreed = StrictBoolean(required=True)
 
 
 class ReasonSchema(Schema):
