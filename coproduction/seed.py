@@ -174,7 +174,7 @@ def _course(groups: _Service, people: list[tuple[str, list]]) -> None:
                     if_match=current["version"])
 
 
-def seed_detailed(numbers: list[str], services: list[str], progress: Callable[[str], None]) -> None:
+def _detailed_part(numbers: list[str], services: list[str], label: str = "") -> int:
     apps = {name: _Service(name) for name in services}
     started = time.monotonic()
     block: list = []
@@ -185,10 +185,33 @@ def seed_detailed(numbers: list[str], services: list[str], progress: Callable[[s
                 _course(apps["groups"], block)
                 block = []
             if (i + 1) % 250 == 0:
-                progress(f"  detailed: {i + 1}/{len(numbers)} people ({time.monotonic() - started:.0f} s)")
+                print(f"  detailed{label}: {i + 1}/{len(numbers)} people ({time.monotonic() - started:.0f} s)",
+                      flush=True)
     finally:
         for service in apps.values():
             service.dispose()
+    return len(numbers)
+
+
+def seed_detailed(numbers: list[str], services: list[str], jobs: int = 1) -> None:
+    """The detailed people, in ``jobs`` processes side by side (shares of whole courses of ten)."""
+    from .web import migrate
+    for name in services:
+        migrate(name)
+    if jobs <= 1 or len(numbers) < 20 * jobs:
+        _detailed_part(numbers, services)
+        return
+    share = -(-len(numbers) // jobs // 10) * 10
+    _in_processes(_detailed_part, [(numbers[i:i + share], services) for i in range(0, len(numbers), share)])
+
+
+def _in_processes(function, arguments: list[tuple]) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(len(arguments), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in [pool.submit(function, *args, f" [{n + 1}/{len(arguments)}]")
+                       for n, args in enumerate(arguments)]:
+            future.result()
 
 
 # -- bulk people: the plans service's model, representation and event, many per transaction -----
@@ -280,14 +303,8 @@ def seed_bulk_plans(numbers: list[str], *, published: bool, batch: int, jobs: in
     if jobs <= 1 or len(numbers) < 2 * batch:
         _bulk_part(numbers, published, batch)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     share = -(-len(numbers) // jobs)
-    parts = [numbers[i:i + share] for i in range(0, len(numbers), share)]
-    with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in [pool.submit(_bulk_part, part, published, batch, f" [{n + 1}/{len(parts)}]")
-                       for n, part in enumerate(parts)]:
-            future.result()
+    _in_processes(_bulk_part, [(numbers[i:i + share], published, batch) for i in range(0, len(numbers), share)])
 
 
 def seed(people: int, *, detailed: int | None = None, start: int = 0, published: bool = False,
@@ -303,7 +320,7 @@ def seed(people: int, *, detailed: int | None = None, start: int = 0, published:
     started = time.monotonic()
     if detailed:
         progress(f"seeding {detailed} detailed people through {', '.join(services)}")
-        seed_detailed(numbers[:detailed], services, progress)
+        seed_detailed(numbers[:detailed], services, jobs)
     t_detailed = time.monotonic() - started
     if people > detailed:
         progress(f"seeding {people - detailed} people in bulk (plans){' as published' if published else ''}")

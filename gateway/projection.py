@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 
 from marshmallow import ValidationError
-from sqlalchemy import bindparam, func, select, text, tuple_, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -87,9 +87,15 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
         key = (service, event["aggregateid"])
         if key not in newest or newest[key][0]["aggregateversion"] < event["aggregateversion"]:
             newest[key] = (event, service, kind, data)
-    held = {(r.service, r.aggregate_id): r.version for r in session.execute(
-        select(aggregates.c.service, aggregates.c.aggregate_id, aggregates.c.version)
-        .where(tuple_(aggregates.c.service, aggregates.c.aggregate_id).in_(list(newest))))}
+    held = {}
+    by_service: dict[str, list[str]] = {}
+    for service, aggregate_id in newest:
+        by_service.setdefault(service, []).append(aggregate_id)
+    for service, ids in by_service.items():  # service = x AND id = ANY(...): one index scan (a long
+        # (service, id) IN ((..), ..) list plans as an OR of every pair and rechecks each on every row)
+        held.update({(service, r.aggregate_id): r.version for r in session.execute(
+            select(aggregates.c.aggregate_id, aggregates.c.version)
+            .where(aggregates.c.service == service, aggregates.c.aggregate_id.in_(ids)))})
     inserts, updates = [], []
     for key, (event, service, kind, data) in newest.items():
         values = {"nhs_number": event["subject"], "kind": kind, "version": event["aggregateversion"],

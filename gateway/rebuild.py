@@ -14,7 +14,7 @@ import sys
 import time
 
 import requests
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from coproduction.auth import ROLES, Caller, issue_service_token
 from coproduction.config import DOMAIN_SERVICES, Settings
@@ -87,6 +87,9 @@ def replay(db: Database, settings: Settings, service: str, page_size: int, progr
 
 
 def recompose_all(db: Database, progress: Progress, batch: int = 500) -> int:
+    if db.is_postgres:  # the replay refilled these tables: without fresh statistics the planner
+        with db.session() as session:  # scans them whole for every batch instead of using the indexes
+            session.execute(text("ANALYZE aggregates, change_log"))
     with db.session() as session:
         people = session.execute(select(aggregates.c.nhs_number).distinct()).scalars().all()
     for start in range(0, len(people), batch):

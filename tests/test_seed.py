@@ -69,10 +69,20 @@ def test_seeded_people_reach_the_portfolio_through_relays_and_consumer(make_plat
 def test_published_bulk_people_are_marked_sent_and_a_second_run_adds_new_people(make_platform):
     platform = make_platform(services=("plans",))
     platform.migrate()
-    seed(4, detailed=0, published=True, batch=3, services=["plans"], progress=lambda _line: None)
+    seed(4, detailed=0, published=True, batch=1, jobs=2, services=["plans"], progress=lambda _line: None)
     seed(4, detailed=0, start=4, batch=3, services=["plans"], progress=lambda _line: None)
     rows = _outbox_rows(platform, "plans")
     assert len(rows) == 8
     assert sum(1 for r in rows if r.sent_at is not None) == 4
     subjects = {parse_event(r.body)["subject"] for r in rows}
     assert subjects == set(nhs_numbers(8))
+
+
+def test_side_by_side_processes_write_every_person_once(make_platform):
+    platform = make_platform(services=SERVICES)
+    platform.migrate()
+    seed(46, detailed=40, jobs=2, batch=2, progress=lambda _line: None)
+    rows = _outbox_rows(platform, "plans")
+    subjects = [parse_event(r.body)["subject"] for r in rows]
+    assert len(rows) == 40 * 2 + 6 and set(subjects) == set(nhs_numbers(46))
+    assert len(_outbox_rows(platform, "groups")) == 40 * 2
