@@ -13,8 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import os
+import uuid
+
 import amqp
 import kombu
+from kombu.transport import filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps as kombu_dumps
 
 from .events import CONTENT_TYPE
 
@@ -34,6 +40,41 @@ class OutgoingMessage:
 
 class PublishError(Exception):
     pass
+
+
+class _AtomicFilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel writes a message straight into the data folder, where a reader in
+    another process can pick the file up before it is written and lose the message ("Expecting
+    value"). Here the file is written beside it and renamed in, which is atomic."""
+
+    def _put(self, queue, payload, **kwargs):
+        name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        staging = os.path.join(os.path.dirname(self.data_folder_out.rstrip("/")), "staging")
+        os.makedirs(staging, exist_ok=True)
+        temporary = os.path.join(staging, name)
+        with open(temporary, "wb") as f:
+            f.write(str_to_bytes(kombu_dumps(payload)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(temporary, os.path.join(self.data_folder_out, name))
+
+
+class _AtomicFilesystemTransport(filesystem.Transport):
+    Channel = _AtomicFilesystemChannel
+
+
+_FILESYSTEM_TRANSPORTS: dict[str, type] = {}
+
+
+def _filesystem_transport(root: str) -> type:
+    """One transport class per bus folder: kombu keeps the filesystem transport's exchanges and
+    bindings in class-wide state, so two buses in one process (tests) would share bindings and
+    skip writing them to their own control folder."""
+    if root not in _FILESYSTEM_TRANSPORTS:
+        from kombu.transport.virtual import BrokerState
+        _FILESYSTEM_TRANSPORTS[root] = type("FilesystemTransport", (_AtomicFilesystemTransport,),
+                                            {"global_state": BrokerState()})
+    return _FILESYSTEM_TRANSPORTS[root]
 
 
 class Bus:
@@ -58,7 +99,7 @@ class Bus:
             root = Path(self.url.split("://", 1)[1] or "var/bus")
             (root / "data").mkdir(parents=True, exist_ok=True)
             (root / "control").mkdir(parents=True, exist_ok=True)
-            conn = kombu.Connection("filesystem://", transport_options={
+            conn = kombu.Connection(transport=_filesystem_transport(str(root.resolve())), transport_options={
                 "data_folder_in": str(root / "data"),
                 "data_folder_out": str(root / "data"),
                 "control_folder": str(root / "control"),
