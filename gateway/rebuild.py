@@ -59,10 +59,12 @@ def wipe(db: Database) -> None:
 
 
 def replay(db: Database, settings: Settings, service: str, page_size: int, progress: Progress) -> int:
+    """Apply a service's whole feed, page by page; the next page is fetched while one is applied."""
+    from concurrent.futures import ThreadPoolExecutor
     url = settings.service_urls[service] + "/v1/events"
     http = requests.Session()
-    after, applied, seen = 0, 0, 0
-    while True:
+
+    def fetch(after: int) -> dict:
         token = issue_service_token(REBUILDER, service, settings.service_token_secret)
         try:
             r = http.get(url, params={"after": after, "limit": page_size},
@@ -72,15 +74,21 @@ def replay(db: Database, settings: Settings, service: str, page_size: int, progr
                              "every service must be up for a rebuild") from None
         if r.status_code != 200:
             raise SystemExit(f"rebuild: {service} answered {r.status_code}: {r.text[:300]}")
-        page = r.json()
-        items = page["items"]
-        if not items:
-            break
-        with db.session() as session:
-            applied += apply_many(session, [item["event"] for item in items], recompose_people=False)
-        seen += len(items)
-        after = page["next_after"]
-        progress.show(service, seen, max(page.get("last_position", seen), seen))
+        return r.json()
+
+    applied, seen = 0, 0
+    with ThreadPoolExecutor(max_workers=1) as fetcher:
+        pending = fetcher.submit(fetch, 0)
+        while True:
+            page = pending.result()
+            items = page["items"]
+            if not items:
+                break
+            pending = fetcher.submit(fetch, page["next_after"])
+            with db.session() as session:
+                applied += apply_many(session, [item["event"] for item in items], recompose_people=False)
+            seen += len(items)
+            progress.show(service, seen, max(page.get("last_position", seen), seen))
     progress.show(service, seen, seen, force=True)
     progress.end()
     return applied
