@@ -66,7 +66,9 @@ class Platform:
                  retry_delay_ms: int = 200, max_attempts: int = 3, extra_env: dict | None = None):
         self.tag = "t" + uuid.uuid4().hex[:10]
         self.services = list(services)
-        self.ports = {name: free_port() for name in ["gateway", *self.services]}
+        # every service gets a port of its own, started or not: a call to one that is not running
+        # here must be refused, never answered by some other process on the default port
+        self.ports = {name: free_port() for name in ["gateway", "plans", "budgets", "decisions", "groups"]}
         self.var = tmp_path / "var"
         self.var.mkdir(parents=True, exist_ok=True)
         env = {

@@ -36,7 +36,9 @@ def allowed(role, scope):
 
 
 @pytest.fixture
-def seeded(platform):
+def seeded(make_platform):
+    """Every service running, so each route answers for itself."""
+    platform = make_platform(services=("plans", "budgets", "decisions", "groups")).start()
     r = platform.call("gp", "POST", "/v1/plans", json=PLAN)
     assert r.status_code == 201
     plan = r.json()
