@@ -52,7 +52,7 @@ def record(session: Session, *, caller, scope: str | None, nhs_number: str | Non
         "prev_hash": last.hash if last else GENESIS,
     }
     row["hash"] = _digest(row)
-    session.execute(audit_log.insert().values(**row))
+    session.execute(audit_log.insert(), row)  # bound parameters: the compiled statement is cached
     return row["seq"]
 
 
