@@ -24,6 +24,9 @@ tools:
 test: $(STAMP) services tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP) services
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 reliability: $(STAMP) services tools
 	rm -f test-output/reliability.json
 	RELIABILITY_SCALE=full $(PY) -m pytest tests/test_reliability.py tests/test_bad_input.py $(PYTEST_ARGS)
