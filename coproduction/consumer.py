@@ -28,6 +28,7 @@ from .events import InvalidEvent, iso, now, parse_event
 log = logging.getLogger(__name__)
 
 TRANSIENT = DB_UNAVAILABLE
+STALL_SECONDS = 10
 
 
 class Transient(Exception):
@@ -78,6 +79,7 @@ class Consumer:
                 with consumer:
                     self.ready.set()
                     delay = 0.2
+                    self._last_delivery = checked = time.monotonic()
                     while not self.stopping.is_set():
                         try:
                             conn.drain_events(timeout=0.5)
@@ -91,6 +93,10 @@ class Consumer:
                             raise _Reconnect(self._transient)
                         if self.bus.is_amqp:
                             conn.heartbeat_check()
+                            idle = time.monotonic() - self._last_delivery
+                            if idle > STALL_SECONDS and time.monotonic() - checked > STALL_SECONDS:
+                                checked = time.monotonic()
+                                self._check_not_stalled(main(channel))
             except Exception as exc:
                 if self.stopping.is_set():
                     break
@@ -117,8 +123,17 @@ class Consumer:
             return 0
         return int(headers.get("x-attempts", 0))
 
+    def _check_not_stalled(self, queue) -> None:
+        """Messages waiting while none arrive for a while: the subscription was lost on the broker's
+        side (seen after a quorum queue's leader died with it); subscribe again."""
+        waiting = queue.queue_declare(passive=True).message_count
+        if waiting:
+            raise _Reconnect(f"{waiting} messages wait in the queue but none were delivered for "
+                             f"{STALL_SECONDS}s; subscribing again")
+
     def _on_message(self, body, message=None) -> None:
         message = message or body
+        self._last_delivery = time.monotonic()
         if self._transient is not None:  # reconnecting: leave the rest for the next connection
             message.requeue()
             return

@@ -70,6 +70,15 @@ Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}; scale: **
    descriptors of the long-lived processes stay flat.
 10. A three-node RabbitMQ cluster on this machine with quorum queues; one node killed while events
     flow.
+
+## Open problems
+- **Fault 10 is intermittent.** It passed (lost 0, recovery 12–20 s) in most runs, but in some runs
+  on this machine (RabbitMQ 3.10.8, three nodes on one 2-core host, heavily loaded) the events
+  published after the node died were confirmed by the broker yet never reached the consumer, which
+  then sat idle on an empty queue. The consumer now re-subscribes when messages wait but none
+  arrive for 10 s (that did not fire: the queue was empty). Until the cause is found the test runs
+  only in `make reliability`, not in `make test`; do not rely on a quorum-queue failover losing
+  nothing until it passes reliably.
 """
     (ROOT / "docs" / "reliability.md").write_text(text)
     print(text)

@@ -252,6 +252,7 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.full_only  # intermittent: see docs/reliability.md, "open problems"
 def test_fault_10_three_node_cluster_loses_a_node_while_events_flow(make_platform, cluster):
     url = ";".join(node.url for node in cluster)  # kombu fails over to the next broker in the list
     platform = make_platform(extra_env={"BROKER_URL": url, "QUEUE_TYPE": "quorum", "BROKER_HEARTBEAT": "2"})
