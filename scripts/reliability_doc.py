@@ -38,8 +38,9 @@ service's outbox (what was committed), what the broker confirmed, the gateway's 
 inbox (what was applied), the dead letters, and the clients' own record (every write carries an
 `Idempotency-Key` and is retried, so a duplicate side effect would show as a second plan).
 
-Reproduce with one command: `make reliability` (full scale, about 20 minutes; `make test` runs the
-same suite at a smaller size).
+Reproduce with one command: `make reliability` (full scale: 10,000 events per fault, a 10-minute
+soak, schemathesis with 100 examples per operation, and fault 10); `make test` runs the same suite
+at a smaller size (600 events per fault, a 40-second soak) and records these figures too.
 
 Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}; scale: **{data['scale']}**.
 
