@@ -333,6 +333,23 @@ def check_if_match(current_version: int) -> None:
                       headers={"ETag": f'"{current_version}"'})
 
 
+def load_or_404(session, model, resource_id: str, noun: str, for_update: bool = False):
+    """The row of ``model`` with this id (locked for update if asked), or a 404 naming the noun."""
+    import uuid
+    from sqlalchemy import select
+    try:
+        uuid.UUID(resource_id)
+    except ValueError:
+        raise Problem(404, "Not Found", f"No such {noun}.") from None
+    stmt = select(model).where(model.id == resource_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise Problem(404, "Not Found", f"No such {noun}.")
+    return row
+
+
 def page_args(default: int = 50, maximum: int = 500) -> int:
     raw = request.args.get("limit", default)
     try:

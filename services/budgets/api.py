@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from coproduction import idempotency
 from coproduction.auth import requires, service_caller
 from coproduction.events import iso, now, stamp_priorities
-from coproduction.http import Problem, check_if_match, ctx, traceparent, with_etag
+from coproduction.http import Problem, check_if_match, ctx, load_or_404, traceparent, with_etag
 from coproduction.outbox import emit
 
 from .models import AGREED_STATES, Budget, IllegalTransition, allocated, annual_cost, idempotency_keys, outbox
@@ -208,17 +208,7 @@ def check_rules(content: dict, status: str, change: dict | None = None) -> None:
 
 
 def _load(session, budget_id: str, for_update: bool = False) -> Budget:
-    try:
-        uuid.UUID(budget_id)
-    except ValueError:
-        raise Problem(404, "Not Found", "No such budget.")
-    stmt = select(Budget).where(Budget.id == budget_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    budget = session.execute(stmt).scalar_one_or_none()
-    if budget is None:
-        raise Problem(404, "Not Found", "No such budget.")
-    return budget
+    return load_or_404(session, Budget, budget_id, "budget", for_update)
 
 
 def _open_for_change(budget: Budget) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from coproduction import idempotency
 from coproduction.auth import requires, service_caller
 from coproduction.events import iso, now, stamp_priorities
-from coproduction.http import Problem, check_if_match, ctx, traceparent, with_etag
+from coproduction.http import Problem, check_if_match, ctx, load_or_404, traceparent, with_etag
 from coproduction.outbox import emit
 
 from .models import Decision, IllegalTransition, idempotency_keys, outbox
@@ -94,17 +94,7 @@ def _aids(aids: list[dict]) -> list[dict]:
 
 
 def _load(session, decision_id: str, for_update: bool = False) -> Decision:
-    try:
-        uuid.UUID(decision_id)
-    except ValueError:
-        raise Problem(404, "Not Found", "No such decision.")
-    stmt = select(Decision).where(Decision.id == decision_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    d = session.execute(stmt).scalar_one_or_none()
-    if d is None:
-        raise Problem(404, "Not Found", "No such decision.")
-    return d
+    return load_or_404(session, Decision, decision_id, "decision", for_update)
 
 
 def _transition(d: Decision, action: str) -> None:

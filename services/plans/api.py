@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from coproduction import idempotency
 from coproduction.auth import requires, service_caller
 from coproduction.events import iso, now, stamp_priorities
-from coproduction.http import Problem, check_if_match, ctx, flatten_errors, traceparent, with_etag
+from coproduction.http import Problem, check_if_match, ctx, flatten_errors, load_or_404, traceparent, with_etag
 from coproduction.outbox import emit
 
 from . import fhir
@@ -197,17 +197,7 @@ def _content(body: dict, previous: dict, at: datetime) -> dict:
 
 
 def _load(session, plan_id: str, for_update: bool = False) -> Plan:
-    try:
-        uuid.UUID(plan_id)
-    except ValueError:
-        raise Problem(404, "Not Found", "No such plan.")
-    stmt = select(Plan).where(Plan.id == plan_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    plan = session.execute(stmt).scalar_one_or_none()
-    if plan is None:
-        raise Problem(404, "Not Found", "No such plan.")
-    return plan
+    return load_or_404(session, Plan, plan_id, "plan", for_update)
 
 
 def _transition(plan: Plan, action: str) -> None:
