@@ -6,14 +6,13 @@ and writes the event to the outbox in the same transaction.
 """
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import uuid
 from datetime import datetime
 
 import flask_smorest
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from coproduction import idempotency
@@ -21,6 +20,7 @@ from coproduction.auth import requires, service_caller
 from coproduction.events import iso, now, stamp_priorities
 from coproduction.http import Problem, check_if_match, ctx, load_or_404, traceparent, with_etag
 from coproduction.outbox import emit
+from coproduction.paging import keyset_page
 
 from .models import AGREED_STATES, Budget, IllegalTransition, allocated, annual_cost, idempotency_keys, outbox
 from .schemas import (RULE_PRIORITIES, RULE_REASON, RULE_WITHIN, ActivateSchema, AgreeSchema,
@@ -283,20 +283,6 @@ def create_budget(body):
     return with_etag(payload, 201, {"Location": f"/v1/budgets/{budget.id}"})
 
 
-def _encode_cursor(budget: Budget) -> str:
-    raw = json.dumps([iso(budget.created_at), budget.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, budget_id = json.loads(raw)
-        return datetime.fromisoformat(at.replace("Z", "+00:00")), str(uuid.UUID(budget_id))
-    except (ValueError, TypeError):
-        raise Problem(422, "Unprocessable Content", errors={"cursor": ["Not a cursor this API gave."]})
-
-
 @bp.route("", methods=["GET"])
 @requires("budgets:read")
 @bp.arguments(BudgetListQuery, location="query")
@@ -307,16 +293,9 @@ def list_budgets(query):
         stmt = stmt.where(Budget.plan_id == str(query["plan_id"]))
     if query["status"]:
         stmt = stmt.where(Budget.status == query["status"])
-    if query["cursor"]:
-        at, budget_id = _decode_cursor(query["cursor"])
-        stmt = stmt.where(tuple_(Budget.created_at, Budget.id) > tuple_(at, budget_id))
-    limit = query["limit"]
     with ctx().db.session() as session:
-        rows = session.execute(stmt.order_by(Budget.created_at, Budget.id).limit(limit + 1)).scalars().all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {"items": [budget_json(b) for b in rows],
-                "next_cursor": _encode_cursor(rows[-1]) if more else None}
+        rows, next_cursor = keyset_page(session, stmt, Budget, query["limit"], query["cursor"])
+        return {"items": [budget_json(b) for b in rows], "next_cursor": next_cursor}
 
 
 @bp.route("/<budget_id>", methods=["GET"])

@@ -1,14 +1,11 @@
 """HTTP routes of the decisions service."""
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import datetime
 
 import flask_smorest
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from coproduction import idempotency
@@ -16,6 +13,7 @@ from coproduction.auth import requires, service_caller
 from coproduction.events import iso, now, stamp_priorities
 from coproduction.http import Problem, check_if_match, ctx, load_or_404, traceparent, with_etag
 from coproduction.outbox import emit
+from coproduction.paging import keyset_page
 
 from .models import Decision, IllegalTransition, idempotency_keys, outbox
 from .schemas import (FOLLOW_UP_FIELDS, DecisionCreateSchema, DecisionListQuery, DecisionListSchema,
@@ -179,20 +177,6 @@ def check_if_match_optional(version: int) -> None:
         check_if_match(version)
 
 
-def _encode_cursor(d: Decision) -> str:
-    return base64.urlsafe_b64encode(json.dumps([iso(d.created_at), d.id]).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, ident = json.loads(raw)
-        return datetime.fromisoformat(at.replace("Z", "+00:00")), str(ident)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Problem(422, "Unprocessable Content", "Some fields are not valid: cursor",
-                      errors={"cursor": ["Not a cursor this service gave out."]})
-
-
 @bp.route("", methods=["GET"])
 @requires("decisions:read")
 @bp.arguments(DecisionListQuery, location="query")
@@ -203,16 +187,9 @@ def list_decisions(query):
     for name in ("status", "setting", "encounter_id"):
         if query.get(name):
             stmt = stmt.where(getattr(Decision, name) == query[name])
-    if query.get("cursor"):
-        at, ident = _decode_cursor(query["cursor"])
-        stmt = stmt.where(or_(Decision.created_at > at, and_(Decision.created_at == at, Decision.id > ident)))
-    limit = query["limit"]
     with ctx().db.session() as session:
-        rows = session.execute(stmt.order_by(Decision.created_at, Decision.id).limit(limit + 1)).scalars().all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {"items": [decision_json(d) for d in rows],
-                "next_cursor": _encode_cursor(rows[-1]) if more else None}
+        rows, next_cursor = keyset_page(session, stmt, Decision, query["limit"], query.get("cursor"))
+        return {"items": [decision_json(d) for d in rows], "next_cursor": next_cursor}
 
 
 @bp.route("/<decision_id>", methods=["GET"])

@@ -7,15 +7,12 @@ hold the course FOR SHARE and their enrolment FOR UPDATE.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import flask_smorest
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from coproduction import idempotency
@@ -23,6 +20,7 @@ from coproduction.auth import requires, service_caller
 from coproduction.events import iso, now, stamp_priorities
 from coproduction.http import Problem, check_if_match, ctx, traceparent, with_etag
 from coproduction.outbox import emit
+from coproduction.paging import keyset_page
 
 from .models import (HOLDS_A_PLACE, OPEN, Course, Enrolment, IllegalTransition, default_min_sessions,
                      idempotency_keys, outbox)
@@ -172,26 +170,6 @@ def _must_be_running(course: Course, doing: str) -> None:
 
 
 # -- pagination ----------------------------------------------------------------------------------
-def _encode_cursor(row) -> str:
-    raw = json.dumps([iso(row.created_at), row.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _page(session, stmt, model, limit: int, cursor: str | None) -> tuple[list, str | None]:
-    if cursor:
-        try:
-            at, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
-            str(uuid.UUID(last_id))
-        except (ValueError, TypeError, binascii.Error):
-            raise _invalid("cursor", "Not a valid cursor: use next_cursor from the previous page.")
-        stmt = stmt.where(or_(model.created_at > at, and_(model.created_at == at, model.id > last_id)))
-    rows = session.execute(stmt.order_by(model.created_at, model.id).limit(limit + 1)).scalars().all()
-    if len(rows) > limit:
-        return rows[:limit], _encode_cursor(rows[limit - 1])
-    return rows, None
-
-
 # -- courses -------------------------------------------------------------------------------------
 @courses.route("", methods=["POST"])
 @requires("groups:write")
@@ -238,7 +216,7 @@ def list_courses(query):
             stmt = stmt.where(Course.programme == query["programme"])
         if query.get("status"):
             stmt = stmt.where(Course.status == query["status"])
-        rows, next_cursor = _page(session, stmt, Course, query["limit"], query.get("cursor"))
+        rows, next_cursor = keyset_page(session, stmt, Course, query["limit"], query.get("cursor"))
         taken = _places_taken(session, [c.id for c in rows])
         return {"items": [course_json(c, taken.get(c.id, 0)) for c in rows], "next_cursor": next_cursor}
 
@@ -402,7 +380,7 @@ def list_enrolments(query):
             stmt = stmt.where(Enrolment.course_id == str(query["course_id"]))
         if query.get("status"):
             stmt = stmt.where(Enrolment.status == query["status"])
-        rows, next_cursor = _page(session, stmt, Enrolment, query["limit"], query.get("cursor"))
+        rows, next_cursor = keyset_page(session, stmt, Enrolment, query["limit"], query.get("cursor"))
         course_ids = sorted({e.course_id for e in rows})
         by_id = {c.id: c for c in session.execute(select(Course).where(Course.id.in_(course_ids))).scalars()}
         return {"items": [enrolment_json(e, by_id[e.course_id]) for e in rows], "next_cursor": next_cursor}

@@ -5,14 +5,13 @@ snapshot of the new version in ``plan_versions`` and emit the event, all in one 
 """
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from datetime import date, datetime
 
 import flask_smorest
 from flask import Response
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from coproduction import idempotency
@@ -20,6 +19,7 @@ from coproduction.auth import requires, service_caller
 from coproduction.events import iso, now, stamp_priorities
 from coproduction.http import Problem, check_if_match, ctx, flatten_errors, load_or_404, traceparent, with_etag
 from coproduction.outbox import emit
+from coproduction.paging import keyset_page
 
 from . import fhir
 from .models import IllegalTransition, Plan, PlanVersion, goal_transition_problem, idempotency_keys, outbox
@@ -246,20 +246,6 @@ def create_plan(body):
     return with_etag(payload, 201, {"Location": f"/v1/plans/{plan.id}"})
 
 
-def _cursor(plan: Plan) -> str:
-    raw = json.dumps([iso(plan.created_at), plan.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _after(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, plan_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created.replace("Z", "+00:00")), str(plan_id)
-    except (ValueError, TypeError):
-        raise Problem(422, "Unprocessable Content", "Some fields are not valid: cursor",
-                      errors={"cursor": ["Not a cursor this service gave out."]})
-
-
 @bp.route("", methods=["GET"])
 @requires("plans:read")
 @bp.arguments(PlanListQuery, location="query")
@@ -269,15 +255,9 @@ def list_plans(query):
     stmt = select(Plan).where(Plan.nhs_number == query["nhs_number"])
     if query.get("status"):
         stmt = stmt.where(Plan.status == query["status"])
-    if query["cursor"]:
-        created, plan_id = _after(query["cursor"])
-        stmt = stmt.where(or_(Plan.created_at > created, and_(Plan.created_at == created, Plan.id > plan_id)))
     with ctx().db.session() as session:
-        plans = session.execute(stmt.order_by(Plan.created_at, Plan.id).limit(query["limit"] + 1)).scalars().all()
-    more = len(plans) > query["limit"]
-    plans = plans[:query["limit"]]
-    return {"nhs_number": query["nhs_number"], "items": [plan_json(p) for p in plans],
-            "next_cursor": _cursor(plans[-1]) if more else None}
+        plans, next_cursor = keyset_page(session, stmt, Plan, query["limit"], query["cursor"])
+    return {"nhs_number": query["nhs_number"], "items": [plan_json(p) for p in plans], "next_cursor": next_cursor}
 
 
 @bp.route("/<plan_id>", methods=["GET"])
