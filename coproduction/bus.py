@@ -223,6 +223,7 @@ class Publisher:
             message_id = self._pending.pop(t, None)
             if message_id is not None:
                 self._results[message_id] = ok and message_id not in self._returned
+                self._nacked += not ok
 
     def _on_return(self, exc, exchange, routing_key, message):
         self._returned.add(message.properties.get("message_id"))
@@ -252,6 +253,7 @@ class Publisher:
         self._pending: dict[int, str] = {}
         self._results: dict[str, bool] = {}
         self._returned: set[str] = set()
+        self._nacked = 0
         for m in messages:
             msg = amqp.Message(m.body, content_type=CONTENT_TYPE, content_encoding="utf-8",
                                delivery_mode=2, message_id=m.message_id, application_headers=m.headers)
@@ -267,4 +269,11 @@ class Publisher:
                 self.conn.connection.drain_events(timeout=min(remaining, 1.0))
             except TimeoutError:
                 continue
+        if self._nacked:
+            # A quorum-queue channel that published while the queue's leader was being re-elected
+            # can go on nacking every later publish (seen on RabbitMQ 3.10 after a node died); a new
+            # channel publishes normally, so the next batch starts on a new connection.
+            log.warning("broker nacked %d of %d messages; publishing again on a new connection",
+                        self._nacked, len(messages))
+            self.close()
         return {m.message_id: self._results.get(m.message_id, False) for m in messages}

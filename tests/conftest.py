@@ -60,14 +60,3 @@ def pytest_terminal_summary(terminalreporter):
     if ROWS:
         terminalreporter.write_sep("=", f"reliability ({SCALE} scale)")
         terminalreporter.write_line(table(ROWS))
-
-
-def pytest_collection_modifyitems(config, items):
-    """``full_only`` tests run in `make reliability` (RELIABILITY_SCALE=full), not in `make test`."""
-    import os
-    if os.environ.get("RELIABILITY_SCALE") == "full":
-        return
-    kept = [item for item in items if item.get_closest_marker("full_only") is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept

@@ -196,3 +196,35 @@ def test_invalid_nhs_number_and_malformed_json_store_nothing(platform):
     assert outbox_counts(platform) == (0, 0)
     r = platform.call("gp", "GET", "/v1/plans?nhs_number=9434765919")
     assert r.status_code == 200 and r.json()["items"] == []
+
+
+def test_nacked_publishes_are_not_confirmed_and_the_next_batch_uses_a_new_connection():
+    """A queue at its length limit with reject-publish nacks; the nacked messages count as not sent
+    and the publisher leaves that channel (RabbitMQ 3.10 can nack every later publish of a channel
+    that published to a quorum queue during a leader election: fault 10)."""
+    from coproduction.bus import Bus, OutgoingMessage
+    prefix = f"nack{uuid.uuid4().hex[:8]}."
+    bus = Bus(AMQP_URL, prefix=prefix)
+    queue = prefix + "limited"
+    with bus.connect() as conn:
+        channel = conn.channel()
+        bus.declare_exchanges(channel)
+        channel.queue_declare(queue, durable=True, auto_delete=False,
+                              arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+        channel.queue_bind(queue, bus.events_exchange.name, "limited.key")
+    publisher = Publisher(bus)
+    try:
+        results = publisher.publish_batch([OutgoingMessage(f"m{i}", "limited.key", b"{}") for i in range(3)])
+        assert results == {"m0": True, "m1": False, "m2": False}
+        assert publisher.conn is None  # the nacking channel was dropped
+        with bus.connect() as conn:
+            conn.channel().queue_purge(queue)
+        assert publisher.publish_batch([OutgoingMessage("m3", "limited.key", b"{}")]) == {"m3": True}
+        assert publisher.conn is not None
+    finally:
+        publisher.close()
+        with bus.connect() as conn:
+            channel = conn.channel()
+            channel.queue_delete(queue)
+            channel.exchange_delete(bus.events_exchange.name)
+            channel.exchange_delete(bus.dead_exchange.name)

@@ -252,7 +252,6 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.full_only  # intermittent: see docs/reliability.md, "open problems"
 def test_fault_10_three_node_cluster_loses_a_node_while_events_flow(make_platform, cluster):
     url = ";".join(node.url for node in cluster)  # kombu fails over to the next broker in the list
     platform = make_platform(extra_env={"BROKER_URL": url, "QUEUE_TYPE": "quorum", "BROKER_HEARTBEAT": "2"})
@@ -264,8 +263,32 @@ def test_fault_10_three_node_cluster_loses_a_node_while_events_flow(make_platfor
     cluster[0].kill9()  # the node every client connected to first, and the queues' first leader
     back = time.monotonic()
     writer.join()
-    snap, recovery = until_settled(platform, back, 600 if FULL else 180)
+    try:
+        snap, recovery = until_settled(platform, back, 600 if FULL else 180)
+    except AssertionError:
+        _diagnose_cluster(platform, cluster[1])
+        raise
     verdict("10. 3-node cluster, one node kill -9", snap, writer.done, recovery, note="quorum queues")
+
+
+def _diagnose_cluster(platform, node) -> None:
+    """On failure: what each store and the broker hold, and where each process waits."""
+    import sys
+    snap = snapshot(platform)
+    unsent = sum(1 for v in snap["outbox"].values() if v is None)
+    missing = set(snap["outbox"]) - set(snap["logged"])
+    out = [f"outbox {len(snap['outbox'])} unsent {unsent} logged {len(snap['logged'])} missing {len(missing)}"]
+    for args in (["list_queues", "name", "type", "messages", "messages_ready", "messages_unacknowledged",
+                  "consumers", "leader", "members", "online"], ["list_bindings"], ["list_consumers"],
+                 ["list_connections", "name", "state"], ["list_channels", "name", "confirm", "messages_unacknowledged", "consumer_count"]):
+        out.append(" ".join(args) + "\n" + node.ctl("-q", *args, check=False))
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    for key, proc in platform.procs.items():  # where each process waits (if py-spy is installed)
+        if spy:
+            out.append(key + "\n" + subprocess.run([spy, "dump", "--pid", str(proc.pid)],
+                                                   capture_output=True, text=True).stdout)
+    (platform.var / "diagnosis.txt").write_text("\n".join(out))
+    print("\n".join(out))
 
 
 def _tree(pid: int) -> list[int]:
