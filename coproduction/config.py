@@ -46,6 +46,7 @@ class Settings:
     rate_limit: str = "600 per minute"
     allow_loopback_webhooks: bool = False
     metrics_port: int | None = None
+    db_pre_ping: bool = False
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -78,6 +79,7 @@ class Settings:
             rate_limit=env.get("RATE_LIMIT", "600 per minute"),
             allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "") in ("1", "true", "yes"),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
+            db_pre_ping=env.get("DB_PRE_PING", "") in ("1", "true", "yes"),
         )
 
 

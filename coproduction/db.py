@@ -21,7 +21,11 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Database:
-    def __init__(self, url: str, schema: str | None = None, pool_size: int = 5):
+    def __init__(self, url: str, schema: str | None = None, pool_size: int = 5, pre_ping: bool = False):
+        """``pre_ping`` tests each pooled connection before use: one more round trip per
+        transaction. Without it a connection that died (a database restart) fails its first use,
+        which the request answers with 503 and Retry-After, and the pool drops every connection
+        opened before that failure."""
         self.url = url
         self.schema = schema
         self.is_postgres = url.startswith("postgresql")
@@ -31,7 +35,7 @@ class Database:
             if schema:
                 options["options"] = f"-csearch_path={schema}"
             self.engine: Engine = create_engine(
-                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=pre_ping,
                 pool_recycle=1800, connect_args=options)
         else:
             self.engine = create_engine(url, connect_args={"timeout": 30})
@@ -51,6 +55,13 @@ class Database:
         """One transaction: committed on success, rolled back on any error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def open(self) -> Session:
+        """A session with its transaction begun, which the caller commits or rolls back and closes:
+        for one web request that reads and writes in a single transaction."""
+        session = self._sessions()
+        session.begin()
+        return session
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

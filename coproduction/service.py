@@ -19,7 +19,7 @@ class ServiceSpec:
     create_app: Callable[[Settings | None], Flask]
 
     def database(self, settings: Settings) -> Database:
-        return Database(settings.database_url, settings.db_schema)
+        return Database(settings.database_url, settings.db_schema, pre_ping=settings.db_pre_ping)
 
     @property
     def outbox(self):

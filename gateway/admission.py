@@ -12,14 +12,14 @@ from datetime import date, datetime, timedelta, timezone
 
 import flask_smorest
 import marshmallow as ma
-from flask import jsonify
+from flask import g, jsonify
 from sqlalchemy import select
 
 from coproduction.events import iso, now
-from coproduction.http import ctx
 
 from . import api, portfolio
-from .models import change_log, portfolios
+from .security import request_session
+from .models import change_log
 
 bp = flask_smorest.Blueprint("admission", __name__, url_prefix="/v1/people",
                              description="The admission summary, from the gateway's own projection")
@@ -208,19 +208,19 @@ def _budget(doc: dict, today: date) -> dict:
 
 def _courses(doc: dict) -> dict:
     out = []
-    for g in doc.get("groups") or []:
-        if not g.get("in_progress", g.get("status") in COURSE_IN_PROGRESS):
+    for course in doc.get("groups") or []:
+        if not course.get("in_progress", course.get("status") in COURSE_IN_PROGRESS):
             continue
-        plans = sorted(g.get("action_plans") or [], key=lambda p: (p.get("week") or 0, p.get("recorded_at") or ""))
+        plans = sorted(course.get("action_plans") or [], key=lambda p: (p.get("week") or 0, p.get("recorded_at") or ""))
         out.append({
-            "id": g.get("id"), "title": g.get("title"), "programme": g.get("programme"),
-            "status": g.get("status"), "starts_on": g.get("starts_on"), "sessions": g.get("sessions"),
-            "sessions_attended": g.get("sessions_attended"),
-            "completion_min_sessions": g.get("completion_min_sessions"),
+            "id": course.get("id"), "title": course.get("title"), "programme": course.get("programme"),
+            "status": course.get("status"), "starts_on": course.get("starts_on"), "sessions": course.get("sessions"),
+            "sessions_attended": course.get("sessions_attended"),
+            "completion_min_sessions": course.get("completion_min_sessions"),
             "latest_action_plan": plans[-1] if plans else None,
             "on_admission": "Sessions will be missed: tell the course provider; the person may be able to "
                             "catch up or join a later course.",
-            "updated_at": g.get("updated_at"),
+            "updated_at": course.get("updated_at"),
         })
     return {"in_progress": out}
 
@@ -272,10 +272,8 @@ def admission_summary(nhs_number):
     _who, hidden, document = api.person(nhs_number, "portfolio:read")
     doc = portfolio.for_role(document, hidden)
     at = now()
-    with ctx().db.session() as session:
-        updated = session.execute(select(portfolios.c.updated_at)
-                                  .where(portfolios.c.nhs_number == nhs_number)).scalar_one_or_none()
-        changes = _recent_changes(session, nhs_number, hidden, at)
+    updated = g.portfolio_updated_at
+    changes = _recent_changes(request_session(), nhs_number, hidden, at)
     contributing = sorted({s["service"] for p in doc.get("priorities") or [] for s in p.get("sources", [])}
                           or set(portfolio.SECTIONS) - hidden)
     return jsonify({

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import flask_smorest
 import marshmallow as ma
-from flask import jsonify
+from flask import g, jsonify
 from sqlalchemy import select
 
 from coproduction.http import Problem, ctx
 from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA, is_valid
 
 from . import portfolio
-from .models import portfolios
-from .security import audit_person, need, withheld
+from .models import portfolios, sharing
+from .security import audit_person, hidden_from, need, request_session
 
 bp = flask_smorest.Blueprint("people", __name__, url_prefix="/v1/people",
                              description="A person's portfolio, read from the gateway's own projection")
@@ -38,18 +38,20 @@ class PortfolioSchema(ma.Schema):
 
 
 def person(nhs_number: str, scope: str) -> tuple:
-    """Check scope and NHS number for a person route; return (caller, withheld services, document)."""
+    """Check scope and NHS number for a person route; return (caller, withheld services, document).
+    The document and the person's sharing preferences come in one query, in the request's transaction."""
     audit_person(nhs_number, scope)
     who = need(scope)
     if not is_valid(nhs_number):
         raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
-    with ctx().db.session() as session:
-        document = session.execute(select(portfolios.c.document)
-                                   .where(portfolios.c.nhs_number == nhs_number)).scalar_one_or_none()
-        hidden = withheld(session, nhs_number, who.role)
-    if document is None:
+    row = request_session().execute(
+        select(portfolios.c.document, portfolios.c.updated_at, sharing.c.withhold)
+        .select_from(portfolios.outerjoin(sharing, sharing.c.nhs_number == portfolios.c.nhs_number))
+        .where(portfolios.c.nhs_number == nhs_number)).first()
+    if row is None:
         raise Problem(404, "Not Found", "No portfolio for this person yet.")
-    return who, hidden, document
+    g.portfolio_updated_at = row.updated_at
+    return who, hidden_from(row.withhold, who.role), row.document
 
 
 @bp.route("/<nhs_number>/portfolio", parameters=nhs_path())

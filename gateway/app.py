@@ -13,7 +13,7 @@ from .models import metadata
 
 
 def database(settings: Settings) -> Database:
-    return Database(settings.database_url, settings.db_schema, pool_size=10)
+    return Database(settings.database_url, settings.db_schema, pool_size=10, pre_ping=settings.db_pre_ping)
 
 
 def create_app(settings: Settings | None = None):
@@ -27,4 +27,5 @@ def create_app(settings: Settings | None = None):
     app.before_request(security.authenticate)
     init_limits(app, settings.rate_limit)
     app.after_request(security.write_audit)
+    app.teardown_request(security.close_request_session)
     return app

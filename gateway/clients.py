@@ -52,8 +52,13 @@ def revoke(db: Database, client_id: str) -> bool:
 
 
 def authenticate(db: Database, token: str) -> Caller | None:
-    with db.session() as s:
-        row = s.execute(select(clients).where(clients.c.token_hash == token_hash(token))).mappings().first()
+    with db.session() as session:
+        return lookup(session, token)
+
+
+def lookup(session, token: str) -> Caller | None:
+    """The client a token belongs to, unless it is unknown or revoked (in the caller's transaction)."""
+    row = session.execute(select(clients).where(clients.c.token_hash == token_hash(token))).mappings().first()
     if row is None or row["revoked_at"] is not None:
         return None
     return Caller(row["id"], row["name"], row["org"], row["role"], frozenset(row["scopes"]))

@@ -10,13 +10,13 @@ import json
 from urllib.parse import quote
 
 import requests
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from coproduction.auth import issue_service_token
 from coproduction.http import Problem, ctx, traceparent
 from coproduction.nhs_number import is_valid
 
-from .security import audit_person, need, withheld
+from .security import audit_person, need, request_session, withheld
 
 #: first path segment under /v1 -> (service, scope prefix)
 ROUTES = {
@@ -79,9 +79,7 @@ def forward(service: str, path: str, scope: str) -> Response:
                         if i.get("system") == "https://fhir.nhs.uk/Id/nhs-number"), nhs)
     audit_person(nhs)
     if nhs and is_valid(nhs) and upstream.status_code < 400:
-        with ctx().db.session() as session:
-            hidden = withheld(session, nhs, who.role)
-        if service in hidden:
+        if service in withheld(request_session(), nhs, who.role):
             raise Problem(403, "Forbidden", f"The person has chosen not to share their {service} with "
                           f"{who.role.replace('_', ' ')} organisations.")
     resp = Response(upstream.content, status=upstream.status_code)

@@ -21,6 +21,25 @@ PERSON_PATH = re.compile(r"^/v1/people/([^/]+)(/|$)")
 PERSONAL = ("/v1/people/", "/v1/plans", "/v1/budgets", "/v1/decisions", "/v1/enrolments", "/v1/changes")
 
 
+def request_session():
+    """The request's one transaction on the gateway's database. The caller's lookup, the reads of
+    the person's data and the audit record share it, so a read costs one connection and one commit;
+    :func:`write_audit` commits it, :func:`close_request_session` ends whatever is left."""
+    if "db_session" not in g:
+        g.db_session = ctx().db.open()
+    return g.db_session
+
+
+def close_request_session(_exc=None) -> None:
+    """teardown_request: a request session nobody committed is rolled back and closed."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        try:
+            session.close()
+        except Exception:  # a broken connection is discarded by the pool; nothing to keep here
+            pass
+
+
 def authenticate() -> None:
     """before_request: every /v1 route needs a client's bearer token (pages use the session)."""
     g.caller = None
@@ -32,7 +51,7 @@ def authenticate() -> None:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise unauthorised("A bearer token is required (Authorization: Bearer <token>).")
-    caller = clients.authenticate(ctx().db, header[7:].strip())
+    caller = clients.lookup(request_session(), header[7:].strip())
     if caller is None:
         raise unauthorised("The token is not valid or was revoked.")
     purpose = request.headers.get("X-Purpose", "direct care").strip()[:200] or "direct care"
@@ -64,6 +83,11 @@ def audit_person(nhs_number: str | None, scope: str | None = None) -> None:
 def withheld(session, nhs_number: str, role: str) -> set[str]:
     prefs = session.execute(select(sharing.c.withhold).where(sharing.c.nhs_number == nhs_number)
                             ).scalar_one_or_none()
+    return hidden_from(prefs, role)
+
+
+def hidden_from(prefs: dict | None, role: str) -> set[str]:
+    """The services a person's sharing preferences withhold from a role (admins see everything)."""
     if not prefs or role == "admin":
         return set()
     return set(prefs.get(role, []))
@@ -99,14 +123,18 @@ def write_audit(response):
     if nhs is None and not request.path.startswith(PERSONAL):
         return response
     who = g.get("caller")
+    session = request_session()
     try:
-        with ctx().db.session() as session:
-            audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
-                         action=request.method, resource=_storable(request.full_path.rstrip("?")),
-                         purpose=_storable(getattr(who, "purpose", None)
-                                           or request.headers.get("X-Purpose", "direct care")),
-                         status=response.status_code)
+        if response.status_code >= 500:  # whatever failed is not kept; the record goes in alone
+            session.rollback()
+        audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
+                     action=request.method, resource=_storable(request.full_path.rstrip("?")),
+                     purpose=_storable(getattr(who, "purpose", None)
+                                       or request.headers.get("X-Purpose", "direct care")),
+                     status=response.status_code)
+        session.commit()
     except DB_UNAVAILABLE:
+        session.rollback()
         # an access that cannot be audited is not answered: the client retries later
         return problem_response(503, "Service Unavailable", "The audit trail is unavailable; retry shortly.",
                                 headers={"Retry-After": "2"})

@@ -33,6 +33,9 @@ from reliability_report import FULL, Row, record
 import services.plans.events  # noqa: F401
 
 EVENTS = 10_000 if FULL else 600
+#: how long a fault may wait for the flow it interrupts to be under way (on a loaded 2-core machine
+#: the full size's first quarter can take minutes)
+FLOWING = 900 if FULL else 120
 
 
 def snapshot(platform) -> dict:
@@ -116,7 +119,7 @@ def test_fault_1_rabbitmq_killed_hard_while_events_flow(make_platform, rabbit):
     platform = make_platform(extra_env={"BROKER_URL": rabbit.url, "BROKER_HEARTBEAT": "2"})
     start_parts(platform)
     writer = Writer(platform, EVENTS).start()
-    wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=120, message="events flowing")
+    wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=FLOWING, message="events flowing")
     rabbit.kill9()
     time.sleep(5 if FULL else 2)
     rabbit.start()
@@ -132,7 +135,7 @@ def test_fault_2_relay_and_consumer_killed_mid_flow(make_platform):
     writer = Writer(platform, EVENTS).start()
     kills = 0
     for fraction in (0.2, 0.4, 0.6):
-        wait_for(lambda: applied(platform) >= EVENTS * fraction, timeout=120, message="progress")
+        wait_for(lambda: applied(platform) >= EVENTS * fraction, timeout=FLOWING, message="progress")
         platform.kill("relay", signal.SIGKILL)
         platform.kill("consumer", signal.SIGKILL)  # after some commit and before its ack, in all likelihood
         kills += 2
@@ -171,7 +174,7 @@ def test_fault_4_postgresql_restarted_under_load(make_platform, tmp_path):
         platform = make_platform(extra_env={"DATABASE_URL": pg.url})
         start_parts(platform)
         writer = Writer(platform, EVENTS).start()
-        wait_for(lambda: writer.done >= EVENTS // 3, timeout=120, message="writes flowing")
+        wait_for(lambda: writer.done >= EVENTS // 3, timeout=FLOWING, message="writes flowing")
         pg.restart()
         back = time.monotonic()
         writer.join()
@@ -219,7 +222,7 @@ def test_fault_7_network_stall_noticed_by_heartbeats(make_platform):
                                             "BROKER_HEARTBEAT": "2"})
         start_parts(platform)
         writer = Writer(platform, EVENTS).start()
-        wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=120, message="events flowing")
+        wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=FLOWING, message="events flowing")
         proxy.stall()
         time.sleep(8)  # well past two heartbeat intervals: both sides must notice
         proxy.heal()
@@ -257,7 +260,7 @@ def test_fault_10_three_node_cluster_loses_a_node_while_events_flow(make_platfor
     platform = make_platform(extra_env={"BROKER_URL": url, "QUEUE_TYPE": "quorum", "BROKER_HEARTBEAT": "2"})
     start_parts(platform)
     writer = Writer(platform, EVENTS).start()
-    wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=120, message="events flowing")
+    wait_for(lambda: applied(platform) >= EVENTS // 4, timeout=FLOWING, message="events flowing")
     queues = cluster[1].ctl("-q", "list_queues", "name", "type")
     assert f"{platform.env['BUS_PREFIX']}gateway.portfolio\tquorum" in queues, queues
     cluster[0].kill9()  # the node every client connected to first, and the queues' first leader
@@ -420,7 +423,7 @@ def test_fault_6_webhook_receivers_down_slow_gone_and_redirecting(make_platform)
         start_dispatcher(platform, timeout=1.0)
         writer = Writer(platform, EVENTS // 6).start()
         writer.join()
-        wait_for(lambda: applied(platform) == writer.done, timeout=120, message="events applied")
+        wait_for(lambda: applied(platform) == writer.done, timeout=FLOWING, message="events applied")
         time.sleep(1)
         good.start()
         slow_left = [5]
