@@ -455,7 +455,8 @@ class Bench:
         t1 = time.perf_counter()
         consume_rate = (target - c0) / max(t1 - t0, 1e-6)
         log(f"   gateway consumer: {target - c0} projected in {t1 - t0:.2f}s = {consume_rate:,.0f}/s")
-        raw_consume = kombu_consume(self.tag + ".", n)
+        from gateway.consumer import PREFETCH
+        raw_consume = kombu_consume(self.tag + ".", n, prefetch=PREFETCH)
         log(f"   raw kombu consume-and-ack: {raw_consume:,.0f}/s")
         self.results["relay"] = {"n": n, "rate": relay_rate, "baseline": raw_publish}
         self.results["consumer"] = {"n": n, "rate": consume_rate, "baseline": raw_consume}
@@ -582,8 +583,8 @@ def kombu_publish(prefix: str, messages) -> float:
     return len(bodies) / elapsed
 
 
-def kombu_consume(prefix: str, n: int, prefetch: int = 100) -> float:
-    """Raw kombu consume-and-ack (prefetch like the gateway's consumer): messages/s."""
+def kombu_consume(prefix: str, n: int, prefetch: int) -> float:
+    """Raw kombu consume-and-ack (give it the gateway consumer's prefetch): messages/s."""
     import kombu
     _exchange, queue = _raw_topology(prefix, "bench.raw")
     got = {"n": 0, "t0": None}

@@ -171,8 +171,23 @@ class Consumer:
                 else:
                     self._handle(message)
             return
-        for message, event in parsed:
-            self._applied(message, event)
+        self._ack_all([message for message, _event in parsed])
+        events = [event for _message, event in parsed]
+        for event in events:
+            self._count(event)
+        self._measure_lag(events[-1])
+        log.info("applied %d events, the last %s %s v%s", len(events), events[-1]["type"],
+                 events[-1]["aggregateid"], events[-1]["aggregateversion"],
+                 extra={"event_id": events[-1]["id"], "queue": self.queue_base})
+
+    def _ack_all(self, messages: list) -> None:
+        """Acknowledge a batch applied in one commit. On RabbitMQ one ``multiple`` ack covers it:
+        every delivery up to the last one is in the batch or was settled before it."""
+        if self.bus.is_amqp:
+            messages[-1].ack(multiple=True)
+            return
+        for message in messages:  # kombu's virtual transports ignore ``multiple``
+            message.ack()
 
     def _handle(self, message) -> None:
         try:
@@ -193,15 +208,23 @@ class Consumer:
         if fresh is False:  # the handler's inbox had it already: a duplicate delivery
             metrics.EVENTS_DUPLICATE.labels(self.queue_base).inc()
             return
+        self._count(event, logging.INFO)
+        self._measure_lag(event)
+
+    def _count(self, event: dict, level: int = logging.DEBUG) -> None:
+        """A batch logs one summary line at INFO; each of its events only at DEBUG."""
         metrics.EVENTS_CONSUMED.labels(self.queue_base).inc()
+        if log.isEnabledFor(level):
+            log.log(level, "applied %s %s v%s", event["type"], event["aggregateid"], event["aggregateversion"],
+                    extra={"event_id": event["id"], "traceparent": event.get("traceparent"),
+                           "queue": self.queue_base})
+
+    def _measure_lag(self, event: dict) -> None:
         try:
             lag = (now() - _parse_time(event["time"])).total_seconds()
             metrics.CONSUMER_LAG.labels(self.queue_base).set(max(lag, 0))
         except Exception:
             pass
-        log.info("applied %s %s v%s", event["type"], event["aggregateid"], event["aggregateversion"],
-                 extra={"event_id": event["id"], "traceparent": event.get("traceparent"),
-                        "queue": self.queue_base})
 
     def _fail(self, message, exc: Exception) -> None:
         reason = str(exc) if isinstance(exc, InvalidEvent) else f"{type(exc).__name__}: {exc}"

@@ -15,8 +15,9 @@ import logging
 import threading
 import time
 
-from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, String, Table, Text, func,
-                        select, text, update)
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, any_,
+                        bindparam, func, select, text, update)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from .bus import OutgoingMessage, Publisher
@@ -97,17 +98,28 @@ class Relay:
         if self.db.is_postgres:
             # The window is a prefix of unsent rows; an aggregate whose lock another relay holds is
             # skipped whole, so no relay can publish version n+1 while another still holds n.
-            sql = text(f"""
-                WITH win AS (SELECT id, aggregate_id FROM outbox WHERE sent_at IS NULL
-                             ORDER BY id LIMIT :window)
-                SELECT o.id, o.event_id, o.type, o.body FROM outbox o JOIN win ON o.id = win.id
-                WHERE o.sent_at IS NULL
-                  AND pg_try_advisory_xact_lock(hashtext(current_schema() || win.aggregate_id))
+            # MATERIALIZED: each window row's lock is tried exactly once. Left to the planner, stale
+            # statistics (analysed while the outbox was small) gave a nested loop that rescanned
+            # the window for every row: 2.5 million lock calls and 2 s a batch.
+            sql = text("""
+                WITH win AS MATERIALIZED (SELECT id, aggregate_id FROM outbox WHERE sent_at IS NULL
+                                          ORDER BY id LIMIT :window),
+                     free AS MATERIALIZED (SELECT id FROM win WHERE
+                                           pg_try_advisory_xact_lock(hashtext(current_schema() || aggregate_id)))
+                SELECT o.id, o.event_id, o.type, o.body FROM outbox o
+                WHERE o.id = ANY(ARRAY(SELECT id FROM free)) AND o.sent_at IS NULL
                 ORDER BY o.id LIMIT :batch FOR UPDATE OF o SKIP LOCKED""")
             return session.execute(sql, {"window": self.window, "batch": self.batch_size}).all()
         return session.execute(
             select(t.c.id, t.c.event_id, t.c.type, t.c.body).where(t.c.sent_at.is_(None))
             .order_by(t.c.id).limit(self.batch_size)).all()
+
+    def _among(self, ids: list[int]):
+        """``id`` is one of ids; on PostgreSQL as one array parameter, so the statement's text is
+        the same for every batch (an IN list of 500 parameters is compiled and parsed each time)."""
+        if self.db.is_postgres:
+            return self.table.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+        return self.table.c.id.in_(ids)
 
     def run_once(self) -> int:
         """Publish one batch; return how many rows were marked sent."""
@@ -120,15 +132,15 @@ class Relay:
             try:
                 results = self.publisher.publish_batch(messages)
             except Exception as exc:
-                session.execute(update(t).where(t.c.id.in_([r.id for r in rows]))
+                session.execute(update(t).where(self._among([r.id for r in rows]))
                                 .values(attempts=t.c.attempts + 1, last_error=str(exc)[:500]))
                 raise
             sent = [r.id for r in rows if results.get(r.event_id)]
             failed = [r.id for r in rows if not results.get(r.event_id)]
             if sent:
-                session.execute(update(t).where(t.c.id.in_(sent)).values(sent_at=now()))
+                session.execute(update(t).where(self._among(sent)).values(sent_at=now()))
             if failed:
-                session.execute(update(t).where(t.c.id.in_(failed)).values(
+                session.execute(update(t).where(self._among(failed)).values(
                     attempts=t.c.attempts + 1, last_error="not confirmed by the broker"))
             metrics.EVENTS_PUBLISHED.inc(len(sent))
             return len(sent) if not failed else -len(sent) - 1

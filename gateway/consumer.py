@@ -10,6 +10,9 @@ from . import projection
 from .readers import binding_keys
 
 QUEUE = "gateway.portfolio"
+#: a batch is one transaction; the broker keeps the next batch coming while one is applied
+BATCH_SIZE = 500
+PREFETCH = 2 * BATCH_SIZE
 
 
 def make_consumer(settings: Settings, db: Database, bus: Bus) -> Consumer:
@@ -23,4 +26,5 @@ def make_consumer(settings: Settings, db: Database, bus: Bus) -> Consumer:
             projection.apply_many(session, events)
 
     return Consumer(bus, QUEUE, binding_keys(), handle, max_attempts=settings.max_attempts,
-                    retry_delay_ms=settings.retry_delay_ms, batch_handler=handle_batch)
+                    retry_delay_ms=settings.retry_delay_ms, prefetch=PREFETCH, batch_handler=handle_batch,
+                    batch_size=BATCH_SIZE)

@@ -6,7 +6,7 @@ read is one indexed row; consent (what a role may see) is applied at read time b
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 from coproduction.events import iso
 
@@ -30,8 +30,11 @@ def _pick(rows: list) -> dict | None:
     return _section(best)
 
 
-def _neg_time(moment) -> float:
-    return -datetime.fromisoformat(iso(moment).replace("Z", "+00:00")).timestamp()
+def _neg_time(moment: datetime) -> float:
+    """Newest first as a sort key; a naive time (SQLite gives those back) is taken as UTC, as iso does."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return -moment.timestamp()
 
 
 def _section(row) -> dict:

@@ -64,15 +64,10 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
     postgres = session.get_bind().dialect.name == "postgresql"
     subjects = sorted({event["subject"] for event, *_ in parsed})
     if postgres and recompose_people:  # one person's portfolio is recomposed by one transaction at a time
-        for subject in subjects:
-            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "portfolio:" + subject})
+        _lock_people(session, subjects)
 
-    dialect = postgresql if postgres else sqlite
-    unique = list({event["id"]: None for event, *_ in parsed})
     at = now()
-    inserted = set(session.execute(
-        dialect.insert(inbox).values([{"consumer": CONSUMER, "event_id": i, "processed_at": at} for i in unique])
-        .on_conflict_do_nothing().returning(inbox.c.event_id)).scalars())
+    inserted = _record_in_inbox(session, list({event["id"]: None for event, *_ in parsed}), at, postgres)
     fresh, seen = [], set()
     for item in parsed:
         event_id = item[0]["id"]
@@ -121,6 +116,27 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
     if recompose_people:
         recompose_many(session, {e["subject"] for e, *_ in fresh})
     return len(fresh)
+
+
+def _record_in_inbox(session: Session, event_ids: list[str], at: datetime, postgres: bool) -> set[str]:
+    """Add the event ids to the inbox; return those that were not in it yet."""
+    if postgres:  # one array parameter: the same SQL text whatever the batch's size, so parsed once
+        return set(session.execute(text(
+            "INSERT INTO inbox (consumer, event_id, processed_at) "
+            "SELECT :consumer, id, :at FROM unnest(CAST(:ids AS text[])) AS id "
+            "ON CONFLICT DO NOTHING RETURNING event_id"),
+            {"consumer": CONSUMER, "at": at, "ids": event_ids}).scalars())
+    return set(session.execute(
+        sqlite.insert(inbox).values([{"consumer": CONSUMER, "event_id": i, "processed_at": at} for i in event_ids])
+        .on_conflict_do_nothing().returning(inbox.c.event_id)).scalars())
+
+
+def _lock_people(session: Session, subjects: list[str]) -> None:
+    """Every person's lock in one round trip, taken in the given (sorted) order: unnest yields the
+    array in order, so two transactions never wait for each other in a cycle."""
+    session.execute(text("SELECT count(pg_advisory_xact_lock(hashtext('portfolio:' || k))) "
+                         "FROM unnest(CAST(:keys AS text[])) AS k"),
+                    {"keys": subjects})
 
 
 def recompose(session: Session, nhs_number: str) -> None:
