@@ -98,14 +98,17 @@ class Relay:
         if self.db.is_postgres:
             # The window is a prefix of unsent rows; an aggregate whose lock another relay holds is
             # skipped whole, so no relay can publish version n+1 while another still holds n.
-            # MATERIALIZED: each window row's lock is tried exactly once. Left to the planner, stale
+            # MATERIALIZED: locks are tried once per row, in id order, and only until a batch's
+            # worth of rows is held (rows of a locked aggregate past the batch stay unsent and out
+            # of other relays' reach until this transaction ends). Left to the planner, stale
             # statistics (analysed while the outbox was small) gave a nested loop that rescanned
             # the window for every row: 2.5 million lock calls and 2 s a batch.
             sql = text("""
                 WITH win AS MATERIALIZED (SELECT id, aggregate_id FROM outbox WHERE sent_at IS NULL
                                           ORDER BY id LIMIT :window),
                      free AS MATERIALIZED (SELECT id FROM win WHERE
-                                           pg_try_advisory_xact_lock(hashtext(current_schema() || aggregate_id)))
+                                           pg_try_advisory_xact_lock(hashtext(current_schema() || aggregate_id))
+                                           LIMIT :batch)
                 SELECT o.id, o.event_id, o.type, o.body FROM outbox o
                 WHERE o.id = ANY(ARRAY(SELECT id FROM free)) AND o.sent_at IS NULL
                 ORDER BY o.id LIMIT :batch FOR UPDATE OF o SKIP LOCKED""")
