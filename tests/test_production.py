@@ -132,7 +132,7 @@ def test_sigterm_lets_the_consumer_and_relay_finish_what_they_hold(make_platform
 
 
 def test_several_gateway_consumers_share_the_queue_and_agree(make_platform):
-    platform = make_platform()
+    platform = make_platform(extra_env={"LOG_LEVEL": "DEBUG"})  # a line per event, batched or not
     platform.migrate()
     platform.start_web("plans")
     platform.start_web("gateway")
