@@ -42,8 +42,10 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # SQLite opens a read transaction lazily; BEGIN IMMEDIATE makes writers queue up
             # instead of failing with "database is locked" halfway through a transaction.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._request_sessions = sessionmaker(self.engine.execution_options(deferred_begin=True),
+                                              expire_on_commit=False)
 
     def drop_schema(self) -> None:
         if self.is_postgres and self.schema:
@@ -58,8 +60,10 @@ class Database:
 
     def open(self) -> Session:
         """A session with its transaction begun, which the caller commits or rolls back and closes:
-        for one web request that reads and writes in a single transaction."""
-        session = self._sessions()
+        for one web request that reads and writes in a single transaction. On SQLite it is a
+        plain (deferred) transaction, so its reads do not hold the write lock for the request; a
+        write there belongs in a :meth:`session` of its own."""
+        session = self._request_sessions()
         session.begin()
         return session
 
@@ -69,6 +73,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("deferred_begin") else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn, _record):

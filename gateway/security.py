@@ -123,18 +123,27 @@ def write_audit(response):
     if nhs is None and not request.path.startswith(PERSONAL):
         return response
     who = g.get("caller")
-    session = request_session()
-    try:
-        if response.status_code >= 500:  # whatever failed is not kept; the record goes in alone
-            session.rollback()
+
+    def record(session) -> None:
         audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
                      action=request.method, resource=_storable(request.full_path.rstrip("?")),
                      purpose=_storable(getattr(who, "purpose", None)
                                        or request.headers.get("X-Purpose", "direct care")),
                      status=response.status_code)
-        session.commit()
+    db = ctx().db
+    try:
+        if db.is_postgres:  # in the request's transaction: its reads and its record, one commit
+            session = request_session()
+            if response.status_code >= 500:  # whatever failed is not kept; the record goes in alone
+                session.rollback()
+            record(session)
+            session.commit()
+        else:  # SQLite: a read transaction cannot take the write lock once another writer has
+            close_request_session()  # committed, so the record gets a writing transaction of its own
+            with db.session() as session:
+                record(session)
     except DB_UNAVAILABLE:
-        session.rollback()
+        close_request_session()
         # an access that cannot be audited is not answered: the client retries later
         return problem_response(503, "Service Unavailable", "The audit trail is unavailable; retry shortly.",
                                 headers={"Retry-After": "2"})
