@@ -416,13 +416,14 @@ class Bench:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         t0 = None
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            b = self.backlog("plans")
-            if t0 is None and b > 0:
-                t0 = time.perf_counter()
-            if t0 is not None and b == 0:
-                break
-            time.sleep(0.005)
+        with self.pg("plans") as watch:  # one connection: a new one per poll would load the machine
+            while time.monotonic() < deadline:
+                b = watch.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+                if t0 is None and b > 0:
+                    t0 = time.perf_counter()
+                if t0 is not None and b == 0:
+                    break
+                time.sleep(0.005)
         t1 = time.perf_counter()
         seed.communicate(timeout=60)
         if t0 is None or seed.returncode != 0:
@@ -443,15 +444,16 @@ class Bench:
         t0 = None
         c0 = before_projected
         deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            c = self.projected()
-            if t0 is None and c > before_projected:
-                t0, c0 = time.perf_counter(), c
-            if c >= target:
-                break
-            time.sleep(0.02)
-        else:
-            raise RuntimeError("the consumer did not project the batch in 15 minutes")
+        with self.pg("gateway") as watch:
+            while time.monotonic() < deadline:
+                c = watch.execute("SELECT count(*) FROM inbox WHERE consumer = 'gateway.portfolio'").fetchone()[0]
+                if t0 is None and c > before_projected:
+                    t0, c0 = time.perf_counter(), c
+                if c >= target:
+                    break
+                time.sleep(0.02)
+            else:
+                raise RuntimeError("the consumer did not project the batch in 15 minutes")
         t1 = time.perf_counter()
         consume_rate = (target - c0) / max(t1 - t0, 1e-6)
         log(f"   gateway consumer: {target - c0} projected in {t1 - t0:.2f}s = {consume_rate:,.0f}/s")
