@@ -140,7 +140,7 @@ def cmd_rebuild(args) -> int:
     db = database(settings)
     from .web import migrate
     migrate("gateway")
-    result = rebuild(db, settings, services=args.services or DOMAIN_SERVICES)
+    result = rebuild(db, settings, services=args.services or DOMAIN_SERVICES, workers=args.workers)
     total = sum(result["events"].values())
     print(f"rebuilt {result['people']:,} portfolios from {total:,} events in {result['seconds']}s "
           f"({', '.join(f'{k} {v:,}' for k, v in result['events'].items())})")
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("rebuild", help="rebuild the gateway's projection from every service's event feed")
     p.add_argument("services", nargs="*", help="services to replay (default: all four)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes that replay and recompose in parallel on PostgreSQL (default: one per CPU)")
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("demo", help="load a realistic story through the gateway's public API")

@@ -58,63 +58,159 @@ def wipe(db: Database) -> None:
         session.execute(delete(inbox).where(inbox.c.consumer == CONSUMER))
 
 
-def replay(db: Database, settings: Settings, service: str, page_size: int, progress: Progress) -> int:
-    """Apply a service's whole feed, page by page; the next page is fetched while one is applied."""
-    from concurrent.futures import ThreadPoolExecutor
-    url = settings.service_urls[service] + "/v1/events"
-    http = requests.Session()
+class _Feed:
+    """One service's event feed (``GET /v1/events``), read with an admin service token."""
 
-    def fetch(after: int) -> dict:
-        token = issue_service_token(REBUILDER, service, settings.service_token_secret)
+    def __init__(self, settings: Settings, service: str, page_size: int):
+        self.service = service
+        self.url = settings.service_urls[service] + "/v1/events"
+        self.secret = settings.service_token_secret
+        self.page_size = page_size
+        self.http = requests.Session()
+
+    def page(self, after: int) -> dict:
+        token = issue_service_token(REBUILDER, self.service, self.secret)
         try:
-            r = http.get(url, params={"after": after, "limit": page_size},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            r = self.http.get(self.url, params={"after": after, "limit": self.page_size},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
         except requests.RequestException as exc:
-            raise SystemExit(f"rebuild: the {service} service is not answering at {url} ({exc}); "
+            raise SystemExit(f"rebuild: the {self.service} service is not answering at {self.url} ({exc}); "
                              "every service must be up for a rebuild") from None
         if r.status_code != 200:
-            raise SystemExit(f"rebuild: {service} answered {r.status_code}: {r.text[:300]}")
+            raise SystemExit(f"rebuild: {self.service} answered {r.status_code}: {r.text[:300]}")
         return r.json()
 
-    applied, seen = 0, 0
+
+def _replay_range(db: Database, feed: _Feed, after: int, until: int | None, count) -> int:
+    """Apply the feed's events after position ``after`` up to ``until`` (to its end if None), page by
+    page; the next page is fetched while one is applied; ``count(n)`` after each page. Returns how
+    many were new."""
+    from concurrent.futures import ThreadPoolExecutor
+    applied = 0
     with ThreadPoolExecutor(max_workers=1) as fetcher:
-        pending = fetcher.submit(fetch, 0)
+        pending = fetcher.submit(feed.page, after)
         while True:
             page = pending.result()
-            items = page["items"]
+            items = [i for i in page["items"] if until is None or i["position"] <= until]
             if not items:
                 break
-            pending = fetcher.submit(fetch, page["next_after"])
+            if len(items) == len(page["items"]) and (until is None or page["next_after"] < until):
+                pending = fetcher.submit(feed.page, page["next_after"])
+            else:
+                pending = None
             with db.session() as session:
                 applied += apply_many(session, [item["event"] for item in items], recompose_people=False)
-            seen += len(items)
-            progress.show(service, seen, max(page.get("last_position", seen), seen))
-    progress.show(service, seen, seen, force=True)
+            count(len(items))
+            if pending is None:
+                break
+    return applied
+
+
+# -- the worker processes of a parallel rebuild (PostgreSQL) ----------------------------------------
+_worker: dict = {}
+
+
+def _start_worker(url: str, schema: str | None, done) -> None:
+    _worker.update(db=Database(url, schema), done=done)
+
+
+def _worker_replay(settings: Settings, service: str, page_size: int, after: int, until: int | None) -> int:
+    done = _worker["done"]
+
+    def count(n: int) -> None:
+        with done.get_lock():
+            done.value += n
+    return _replay_range(_worker["db"], _Feed(settings, service, page_size), after, until, count)
+
+
+def _worker_recompose(people: list[str]) -> int:
+    with _worker["db"].session() as session:
+        recompose_many(session, people)
+    return len(people)
+
+
+def _pool(db: Database, workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    context = multiprocessing.get_context("spawn")  # no inherited connections or threads
+    done = context.Value("q", 0)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                               initargs=(db.url, db.schema, done))
+    return pool, done
+
+
+def replay(db: Database, settings: Settings, service: str, page_size: int, progress: Progress,
+           workers: int = 1) -> int:
+    """Apply a service's whole feed. With several workers the feed is cut into ranges of positions,
+    each replayed by a process of its own: the inbox and the versions make the order of arrival
+    irrelevant, as for the consumer."""
+    feed = _Feed(settings, service, page_size)
+    last = feed.page(0).get("last_position") or 0
+    if workers <= 1 or not db.is_postgres or last == 0:
+        seen = [0]
+
+        def count(n: int) -> None:
+            seen[0] += n
+            progress.show(service, seen[0], max(seen[0], last))
+        applied = _replay_range(db, feed, 0, None, count)
+        progress.show(service, seen[0], max(seen[0], last), force=True)
+        progress.end()
+        return applied
+    pool, done = _pool(db, workers)
+    bounds = [last * i // workers for i in range(workers)] + [None]  # the last range runs to the end
+    with pool:
+        futures = [pool.submit(_worker_replay, settings, service, page_size, bounds[i], bounds[i + 1])
+                   for i in range(workers)]
+        applied = _wait(futures, lambda: progress.show(service, done.value, max(done.value, last)))
+    progress.show(service, done.value, max(done.value, last), force=True)
     progress.end()
     return applied
 
 
-def recompose_all(db: Database, progress: Progress, batch: int = 500) -> int:
+def recompose_all(db: Database, progress: Progress, batch: int = 500, workers: int = 1) -> int:
     if db.is_postgres:  # the replay refilled these tables: without fresh statistics the planner
         with db.session() as session:  # scans them whole for every batch instead of using the indexes
             session.execute(text("ANALYZE aggregates, change_log"))
     with db.session() as session:
         people = session.execute(select(aggregates.c.nhs_number).distinct()).scalars().all()
-    for start in range(0, len(people), batch):
-        with db.session() as session:
-            recompose_many(session, people[start:start + batch])
-        progress.show("portfolios", min(start + batch, len(people)), len(people))
+    batches = [people[start:start + batch] for start in range(0, len(people), batch)]
+    if workers <= 1 or not db.is_postgres or not batches:
+        for i, chunk in enumerate(batches):
+            with db.session() as session:
+                recompose_many(session, chunk)
+            progress.show("portfolios", min((i + 1) * batch, len(people)), len(people))
+    else:
+        pool, _done = _pool(db, workers)
+        with pool:
+            futures = [pool.submit(_worker_recompose, chunk) for chunk in batches]
+            finished = []
+            _wait(futures, lambda: progress.show("portfolios", batch * len(finished), len(people)), finished)
     progress.show("portfolios", len(people), len(people), force=True)
     progress.end()
     return len(people)
 
 
+def _wait(futures, show, finished: list | None = None) -> int:
+    """Wait for every future, showing progress; the first failure stops the rebuild."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+    total, pending = 0, set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+        for future in done:
+            total += future.result()  # raises the worker's error
+            if finished is not None:
+                finished.append(future)
+        show()
+    return total
+
+
 def rebuild(db: Database, settings: Settings, services=DOMAIN_SERVICES, page_size: int = 2000,
-            stream=sys.stderr) -> dict:
+            stream=sys.stderr, workers: int = 1) -> dict:
+    """``workers`` processes replay and recompose in parallel (PostgreSQL; SQLite takes one writer)."""
     progress = Progress(stream)
     started = time.monotonic()
     wipe(db)
-    counts = {service: replay(db, settings, service, page_size, progress) for service in services}
-    people = recompose_all(db, progress)
+    counts = {service: replay(db, settings, service, page_size, progress, workers) for service in services}
+    people = recompose_all(db, progress, workers=workers)
     seconds = time.monotonic() - started
     return {"events": counts, "people": people, "seconds": round(seconds, 2)}
