@@ -156,6 +156,9 @@ def test_a_plan_lives_its_whole_life_through_the_gateway(platform):
     assert (r.json()["status"], r.json()["version"], r.json()["agreed_by"]) == ("draft", 2, None)
     assert r.json()["goals"][0]["achievement_status"] == "in-progress"
     assert platform.call("hospital", "GET", f"/v1/plans/{pid}/versions/10").status_code == 404
+    for beyond in (2**31, 682773938547847040):  # past the column's range: no such version, not a 500
+        assert platform.call("hospital", "GET", f"/v1/plans/{pid}/versions/{beyond}").status_code == 404
+        assert platform.call("hospital", "GET", f"/v1/plans/{pid}/versions/{beyond}/fhir").status_code == 404
 
     # the portfolio follows, and the person's change feed has every event once, in order
     doc = platform.portfolio_shows(nhs, lambda d: d["plan"] and d["plan"]["status"] == "completed")

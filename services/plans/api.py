@@ -284,9 +284,12 @@ def get_plan_fhir(plan_id):
 
 
 # -- versions ----------------------------------------------------------------------------------
+MAX_VERSION = 2**31 - 1  # PlanVersion.version is a 32-bit integer
+
 def _version(session, plan_id: str, version: int) -> PlanVersion:
     _load(session, plan_id)
-    row = session.get(PlanVersion, (plan_id, version))
+    # a number past the column's range is no version either (PostgreSQL would refuse to compare it)
+    row = session.get(PlanVersion, (plan_id, version)) if version <= MAX_VERSION else None
     if row is None:
         raise Problem(404, "Not Found", f"This plan has no version {version}.")
     return row
