@@ -84,6 +84,12 @@ code: commit {version(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])}
   nothing moved either until the test timed out. The publisher now drops its connection after any
   nack and publishes the next batch on a new one (`coproduction/bus.py`; tested against a real
   queue that nacks in `tests/test_delivery_guarantees.py`).
+- **Fault 8: a version number past 32 bits.** In the full run of 2026-11-26 (the table above),
+  schemathesis's stateful phase sent `GET /v1/plans/{id}/versions/682773938547847040/fhir` through
+  the gateway: PostgreSQL refused to compare the number with the 32-bit column and the plans
+  service answered 500 (the one *lost* of row 8). Such a number is now 404 like any version the plan
+  does not have (`services/plans/api.py`, tested in `tests/test_plans.py`); the plans APIs were run
+  again at full size afterwards with that seed and another, with no server error.
 - **Fault 1: a handshake that never ends.** A restarted broker that accepts TCP but is still booting held
   a blocking read until it reset the connection; connections now have read and write timeouts.
 - **kombu's filesystem transport** (the embedded bus, not a fault here) could hand a reader a half-written message file; messages are
