@@ -39,7 +39,8 @@ class PortfolioSchema(ma.Schema):
 
 def person(nhs_number: str, scope: str) -> tuple:
     """Check scope and NHS number for a person route; return (caller, withheld services, document).
-    The document and the person's sharing preferences come in one query, in the request's transaction."""
+    The document and the person's sharing preferences come in one query, in the request's transaction;
+    the document's ``updated_at`` is left in ``g.portfolio_updated_at`` (the admission summary shows it)."""
     audit_person(nhs_number, scope)
     who = need(scope)
     if not is_valid(nhs_number):
