@@ -126,27 +126,50 @@ def _worker_replay(settings: Settings, service: str, page_size: int, after: int,
 def _worker_recompose(people: list[str]) -> int:
     with _worker["db"].session() as session:
         recompose_many(session, people)
+    done = _worker["done"]
+    with done.get_lock():
+        done.value += len(people)
     return len(people)
 
 
-def _pool(db: Database, workers: int):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    context = multiprocessing.get_context("spawn")  # no inherited connections or threads
-    done = context.Value("q", 0)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                               initargs=(db.url, db.schema, done))
-    return pool, done
+class _Workers:
+    """The processes of a parallel rebuild, started once for the whole rebuild, and a shared
+    counter of what they have done (for the progress bar)."""
+
+    def __init__(self, db: Database, workers: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        context = multiprocessing.get_context("spawn")  # no inherited connections or threads
+        self.count = workers
+        self.done = context.Value("q", 0)
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                        initargs=(db.url, db.schema, self.done))
+
+    def run(self, calls: list[tuple], show) -> int:
+        """Run every (function, *args) call, showing progress; the first failure stops the rebuild."""
+        from concurrent.futures import FIRST_EXCEPTION, wait
+        with self.done.get_lock():
+            self.done.value = 0
+        total, pending = 0, {self.pool.submit(*call) for call in calls}
+        while pending:
+            finished, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                total += future.result()  # raises the worker's error
+            show(self.done.value)
+        return total
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
 
 
 def replay(db: Database, settings: Settings, service: str, page_size: int, progress: Progress,
-           workers: int = 1) -> int:
-    """Apply a service's whole feed. With several workers the feed is cut into ranges of positions,
-    each replayed by a process of its own: the inbox and the versions make the order of arrival
+           workers: _Workers | None = None) -> int:
+    """Apply a service's whole feed. With workers the feed is cut into ranges of positions, each
+    replayed by a process of its own: the inbox and the versions make the order of arrival
     irrelevant, as for the consumer."""
     feed = _Feed(settings, service, page_size)
     last = feed.page(0).get("last_position") or 0
-    if workers <= 1 or not db.is_postgres or last == 0:
+    if workers is None or last == 0:
         seen = [0]
 
         def count(n: int) -> None:
@@ -156,52 +179,34 @@ def replay(db: Database, settings: Settings, service: str, page_size: int, progr
         progress.show(service, seen[0], max(seen[0], last), force=True)
         progress.end()
         return applied
-    pool, done = _pool(db, workers)
-    bounds = [last * i // workers for i in range(workers)] + [None]  # the last range runs to the end
-    with pool:
-        futures = [pool.submit(_worker_replay, settings, service, page_size, bounds[i], bounds[i + 1])
-                   for i in range(workers)]
-        applied = _wait(futures, lambda: progress.show(service, done.value, max(done.value, last)))
-    progress.show(service, done.value, max(done.value, last), force=True)
+    n = workers.count
+    bounds = [last * i // n for i in range(n)] + [None]  # the last range runs to the end
+    applied = workers.run([(_worker_replay, settings, service, page_size, bounds[i], bounds[i + 1])
+                           for i in range(n)], lambda done: progress.show(service, done, max(done, last)))
+    seen = workers.done.value
+    progress.show(service, seen, max(seen, last), force=True)
     progress.end()
     return applied
 
 
-def recompose_all(db: Database, progress: Progress, batch: int = 500, workers: int = 1) -> int:
+def recompose_all(db: Database, progress: Progress, batch: int = 500, workers: _Workers | None = None) -> int:
     if db.is_postgres:  # the replay refilled these tables: without fresh statistics the planner
         with db.session() as session:  # scans them whole for every batch instead of using the indexes
             session.execute(text("ANALYZE aggregates, change_log"))
     with db.session() as session:
         people = session.execute(select(aggregates.c.nhs_number).distinct()).scalars().all()
     batches = [people[start:start + batch] for start in range(0, len(people), batch)]
-    if workers <= 1 or not db.is_postgres or not batches:
+    if workers is None:
         for i, chunk in enumerate(batches):
             with db.session() as session:
                 recompose_many(session, chunk)
             progress.show("portfolios", min((i + 1) * batch, len(people)), len(people))
     else:
-        pool, _done = _pool(db, workers)
-        with pool:
-            futures = [pool.submit(_worker_recompose, chunk) for chunk in batches]
-            finished = []
-            _wait(futures, lambda: progress.show("portfolios", batch * len(finished), len(people)), finished)
+        workers.run([(_worker_recompose, chunk) for chunk in batches],
+                    lambda done: progress.show("portfolios", done, len(people)))
     progress.show("portfolios", len(people), len(people), force=True)
     progress.end()
     return len(people)
-
-
-def _wait(futures, show, finished: list | None = None) -> int:
-    """Wait for every future, showing progress; the first failure stops the rebuild."""
-    from concurrent.futures import FIRST_EXCEPTION, wait
-    total, pending = 0, set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
-        for future in done:
-            total += future.result()  # raises the worker's error
-            if finished is not None:
-                finished.append(future)
-        show()
-    return total
 
 
 def rebuild(db: Database, settings: Settings, services=DOMAIN_SERVICES, page_size: int = 2000,
@@ -210,7 +215,12 @@ def rebuild(db: Database, settings: Settings, services=DOMAIN_SERVICES, page_siz
     progress = Progress(stream)
     started = time.monotonic()
     wipe(db)
-    counts = {service: replay(db, settings, service, page_size, progress, workers) for service in services}
-    people = recompose_all(db, progress, workers=workers)
+    pool = _Workers(db, workers) if workers > 1 and db.is_postgres else None
+    try:
+        counts = {service: replay(db, settings, service, page_size, progress, pool) for service in services}
+        people = recompose_all(db, progress, workers=pool)
+    finally:
+        if pool is not None:
+            pool.close()
     seconds = time.monotonic() - started
     return {"events": counts, "people": people, "seconds": round(seconds, 2)}
