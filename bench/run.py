@@ -47,6 +47,8 @@ AMQP_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672
 SERVICES = ("plans", "budgets", "decisions", "groups")
 QUEUES = ("gateway.portfolio", "gateway.portfolio.retry", "gateway.portfolio.dead", "bench.raw", "bench.hop")
 ANALYSIS = "## Where the time goes"
+UNSENT = "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+PROJECTED = "SELECT count(*) FROM inbox WHERE consumer = 'gateway.portfolio'"
 EXCHANGES = ("coproduction.events", "coproduction.dead", "bench.raw", "bench.hop")
 
 
@@ -188,11 +190,8 @@ class Bench:
     def outbox_total(self) -> int:
         return sum(self.scalar(s, "SELECT count(*) FROM outbox") for s in self.services)
 
-    def backlog(self, service: str) -> int:
-        return self.scalar(service, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-
     def projected(self) -> int:
-        return self.scalar("gateway", "SELECT count(*) FROM inbox WHERE consumer = 'gateway.portfolio'")
+        return self.scalar("gateway", PROJECTED)
 
     # start and stop -----------------------------------------------------------------------------
     def start_platform(self) -> None:
@@ -418,7 +417,7 @@ class Bench:
         deadline = time.monotonic() + 600
         with self.pg("plans") as watch:  # one connection: a new one per poll would load the machine
             while time.monotonic() < deadline:
-                b = watch.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+                b = watch.execute(UNSENT).fetchone()[0]
                 if t0 is None and b > 0:
                     t0 = time.perf_counter()
                 if t0 is not None and b == 0:
@@ -446,7 +445,7 @@ class Bench:
         deadline = time.monotonic() + 900
         with self.pg("gateway") as watch:
             while time.monotonic() < deadline:
-                c = watch.execute("SELECT count(*) FROM inbox WHERE consumer = 'gateway.portfolio'").fetchone()[0]
+                c = watch.execute(PROJECTED).fetchone()[0]
                 if t0 is None and c > before_projected:
                     t0, c0 = time.perf_counter(), c
                 if c >= target:
