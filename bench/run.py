@@ -109,6 +109,7 @@ class Bench:
             "DATABASE_URL": PG_URL, "DB_SCHEMA_PREFIX": self.tag + "_",
             "BROKER_URL": AMQP_URL, "BUS_PREFIX": self.tag + ".",
             "VAR_DIR": str(self.var), "SERVICE_TOKEN_SECRET": "bench-" + uuid.uuid4().hex * 2,
+            "SESSION_SECRET": "bench-session-" + uuid.uuid4().hex * 2,
             "RATE_LIMIT": "100000000 per minute", "WEB_WORKERS": str(args.workers),
             "BASELINE_DATABASE_URL": PG_URL, "BASELINE_SCHEMA": self.tag + "_baseline",
             "PYTHONUNBUFFERED": "1",
@@ -117,7 +118,7 @@ class Bench:
             self.env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{self.ports[name]}"
         os.environ.update({k: v for k, v in self.env.items() if k not in os.environ or k in (
             "DATABASE_URL", "DB_SCHEMA_PREFIX", "BROKER_URL", "BUS_PREFIX", "VAR_DIR", "SERVICE_TOKEN_SECRET",
-            "RATE_LIMIT", *[f"{n.upper()}_URL" for n in ("gateway", *SERVICES)])})
+            "SESSION_SECRET", "RATE_LIMIT", *[f"{n.upper()}_URL" for n in ("gateway", *SERVICES)])})
         self.procs: dict[str, subprocess.Popen] = {}
         self.gateway = f"http://127.0.0.1:{self.ports['gateway']}"
         self.baseline = f"http://127.0.0.1:{self.ports['baseline']}"

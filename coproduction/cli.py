@@ -18,8 +18,14 @@ def _stop_on_signals(stop) -> None:
 
 def cmd_serve(args) -> int:
     from . import logs
+    from .secrets import ConfigurationError
     from .web import serve
     logs.setup(f"{args.service}-web")
+    try:
+        Settings.from_env(args.service).require_secrets()
+    except ConfigurationError as exc:
+        print(f"coproduction serve {args.service}: refusing to start: {exc}", file=sys.stderr)
+        return 2
     serve(args.service, args.host, args.port or SERVICE_PORTS[args.service], args.workers)
     return 0
 

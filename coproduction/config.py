@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import secrets
 
 SERVICE_PORTS = {"gateway": 8000, "plans": 8001, "budgets": 8002, "decisions": 8003, "groups": 8004}
 DOMAIN_SERVICES = ("plans", "budgets", "decisions", "groups")
@@ -14,15 +15,6 @@ def var_dir() -> Path:
     path = Path(os.environ.get("VAR_DIR", "var")).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _dev_secret() -> str:
-    """A secret kept under var/ so every local process signs and checks with the same key."""
-    path = var_dir() / "service-token.secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def _int(name: str, default: int) -> int:
@@ -40,7 +32,8 @@ class Settings:
     broker_heartbeat: int = 10
     retry_delay_ms: int = 5000
     max_attempts: int = 5
-    service_token_secret: str = ""
+    service_token_secret: str | None = None
+    session_secret: str | None = None
     service_urls: dict[str, str] = field(default_factory=dict)
     max_body_bytes: int = 1_000_000
     rate_limit: str = "600 per minute"
@@ -62,7 +55,6 @@ class Settings:
             name: env.get(f"{name.upper()}_URL", f"http://127.0.0.1:{port}")
             for name, port in SERVICE_PORTS.items()
         }
-        secret = env.get("SERVICE_TOKEN_SECRET") or _dev_secret()
         return cls(
             service=service,
             database_url=url,
@@ -73,7 +65,8 @@ class Settings:
             broker_heartbeat=_int("BROKER_HEARTBEAT", 10),
             retry_delay_ms=_int("RETRY_DELAY_MS", 5000),
             max_attempts=_int("MAX_ATTEMPTS", 5),
-            service_token_secret=secret,
+            service_token_secret=secrets.read("SERVICE_TOKEN_SECRET"),
+            session_secret=secrets.read("SESSION_SECRET"),
             service_urls=urls,
             max_body_bytes=_int("MAX_BODY_BYTES", 1_000_000),
             rate_limit=env.get("RATE_LIMIT", "600 per minute"),
@@ -81,6 +74,16 @@ class Settings:
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
             db_pre_ping=env.get("DB_PRE_PING", "") in ("1", "true", "yes"),
         )
+
+
+    def require_secrets(self) -> None:
+        """Refuse to serve without good secrets (ConfigurationError naming what to set): every web
+        process checks service tokens; the gateway also signs the pages' session cookie."""
+        secrets.check("SERVICE_TOKEN_SECRET", self.service_token_secret)
+        if self.service == "gateway":
+            secrets.check("SESSION_SECRET", self.session_secret)
+            if self.session_secret == self.service_token_secret:
+                raise secrets.ConfigurationError("SESSION_SECRET must differ from SERVICE_TOKEN_SECRET")
 
 
 def make_bus(settings: "Settings"):

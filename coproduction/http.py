@@ -219,6 +219,7 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
                blueprints: list, tables: dict | None = None, description: str = "",
                extra_ready: Callable[[], None] | None = None) -> Flask:
     """The one way every service and the gateway build their Flask app."""
+    settings.require_secrets()
     app = Flask(name)
     app.config.update(
         API_TITLE=title,

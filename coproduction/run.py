@@ -11,9 +11,13 @@ from pathlib import Path
 
 import requests
 
+from . import secrets
 from .config import SERVICE_PORTS, Settings, var_dir
 
-ROLES = ("hospital", "gp", "social_care", "community", "admin")
+#: one development client per role, each of its own organisation (care relationships are kept per
+#: organisation: one shared code would give every role the GP's relationships)
+DEV_ORGS = {"hospital": "RDEV1", "gp": "GDEV1", "social_care": "SDEV1", "community": "CDEV1", "admin": "ADEV1"}
+DEV_SECRETS = ("SERVICE_TOKEN_SECRET", "SESSION_SECRET")
 
 
 def available(services: list[str]) -> list[str]:
@@ -28,10 +32,10 @@ def dev_clients() -> dict[str, str]:
     db = database(Settings.from_env("gateway"))
     path = var_dir() / "dev-clients.json"
     tokens = json.loads(path.read_text()) if path.exists() else {}
-    for role in ROLES:
+    for role, org in DEV_ORGS.items():
         token = tokens.get(role)
         if token is None or clients.authenticate(db, token) is None:
-            _id, tokens[role] = clients.create(db, f"development {role}", "DEV001", role)
+            _id, tokens[role] = clients.create(db, f"development {role}", org, role)
     path.write_text(json.dumps(tokens, indent=2))
     path.chmod(0o600)
     db.dispose()
@@ -44,6 +48,8 @@ def run_all(services: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("ALLOW_LOOPBACK_WEBHOOKS", "1")
     env.setdefault("VAR_DIR", str(var_dir()))
+    env.update(secrets.development(var_dir(), DEV_SECRETS))  # development only: made here, kept in var/
+    os.environ.update(env)
     for name in ["gateway", *services]:
         migrate(name)
     tokens = dev_clients()

@@ -11,7 +11,6 @@ No JavaScript: charts are inline SVG drawn here, styles come from ``web/static``
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -55,9 +54,7 @@ SECURITY_HEADERS = {
 def init_app(app) -> None:
     """Register the pages and the signed session cookie they use (docs/configuration.md)."""
     settings = app.extensions["coproduction"].settings
-    secret = os.environ.get("SESSION_SECRET") or hmac.new(
-        settings.service_token_secret.encode(), b"coproduction web session", hashlib.sha256).hexdigest()
-    app.secret_key = secret
+    app.secret_key = settings.session_secret
     app.config.update(
         SESSION_COOKIE_NAME="coproduction_session",
         SESSION_COOKIE_HTTPONLY=True,

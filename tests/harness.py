@@ -74,6 +74,7 @@ class Platform:
         env = {
             "VAR_DIR": str(self.var),
             "SERVICE_TOKEN_SECRET": "test-secret-must-be-long-enough-" + self.tag,
+            "SESSION_SECRET": "test-session-secret-long-enough-" + self.tag,
             "RETRY_DELAY_MS": str(retry_delay_ms),
             "MAX_ATTEMPTS": str(max_attempts),
             "ALLOW_LOOPBACK_WEBHOOKS": "1",
