@@ -19,7 +19,7 @@ from .http import Problem, ctx
 SCOPES = (
     "portfolio:read", "plans:read", "plans:write", "budgets:read", "budgets:write",
     "decisions:read", "decisions:write", "groups:read", "groups:write",
-    "subscriptions:manage", "audit:read", "admin",
+    "groups:roster", "subscriptions:manage", "audit:read", "admin",
 )
 ROLES = {
     "hospital": ("portfolio:read", "plans:read", "budgets:read", "decisions:read", "decisions:write",
@@ -28,7 +28,7 @@ ROLES = {
            "decisions:write", "groups:read"),
     "social_care": ("portfolio:read", "plans:read", "budgets:read", "budgets:write",
                     "subscriptions:manage"),
-    "community": ("portfolio:read", "groups:read", "groups:write"),
+    "community": ("portfolio:read", "groups:read", "groups:write", "groups:roster"),
     "admin": SCOPES,
 }
 TOKEN_LIFETIME = 60
@@ -65,6 +65,13 @@ def verify_service_token(token: str, audience: str, secret: str) -> Caller:
                   frozenset(claims.get("scopes", [])), claims.get("purpose", "direct care"))
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; the scheme in any letter case (RFC 7235)."""
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def unauthorised(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="coproduction"'})
 
@@ -74,12 +81,12 @@ def service_caller() -> Caller:
     cached = g.get("caller")
     if cached is not None:
         return cached
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token is None:
         raise unauthorised("A bearer token is required.")
     service = ctx()
     try:
-        caller = verify_service_token(header[7:].strip(), service.name, service.settings.service_token_secret)
+        caller = verify_service_token(token, service.name, service.settings.service_token_secret)
     except jwt.ExpiredSignatureError:
         raise unauthorised("The service token has expired.")
     except jwt.PyJWTError:

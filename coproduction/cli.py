@@ -22,11 +22,14 @@ def cmd_serve(args) -> int:
     from .web import serve
     logs.setup(f"{args.service}-web")
     try:
-        Settings.from_env(args.service).require_secrets()
+        settings = Settings.from_env(args.service)
+        settings.require_secrets()
     except ConfigurationError as exc:
         print(f"coproduction serve {args.service}: refusing to start: {exc}", file=sys.stderr)
         return 2
-    serve(args.service, args.host, args.port or SERVICE_PORTS[args.service], args.workers)
+    # the gateway's rate limits count in memory unless a shared store is set: then one process
+    one_process = args.service == "gateway" and settings.rate_limit_storage_uri.startswith("memory")
+    serve(args.service, args.host, args.port or SERVICE_PORTS[args.service], args.workers, one_process)
     return 0
 
 
@@ -125,6 +128,16 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_broker_permissions(args) -> int:
+    from gateway.broker_access import render
+    try:
+        print(render(args.role, args.user, args.vhost, args.prefix))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_migrate(args) -> int:
     from .web import migrate
     migrate(args.service)
@@ -218,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("audit", help="check the audit trail's hash chain")
     p.add_argument("action", choices=["verify"])
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("broker-permissions",
+                       help="print the rabbitmqctl commands letting a system's broker user bind only what its role may read")
+    p.add_argument("--role", required=True, choices=["hospital", "gp", "social_care", "community"])
+    p.add_argument("--user", required=True, help="the system's RabbitMQ user")
+    p.add_argument("--vhost", default="/")
+    p.add_argument("--prefix", default=os.environ.get("BUS_PREFIX", ""), help="BUS_PREFIX of the platform")
+    p.set_defaults(func=cmd_broker_permissions)
 
     p = sub.add_parser("migrate", help="bring a service's database schema up to date")
     p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])

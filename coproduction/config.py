@@ -37,6 +37,8 @@ class Settings:
     service_urls: dict[str, str] = field(default_factory=dict)
     max_body_bytes: int = 1_000_000
     rate_limit: str = "600 per minute"
+    rate_limit_anonymous: str = "600 per minute"
+    rate_limit_storage_uri: str = "memory://"
     allow_loopback_webhooks: bool = False
     metrics_port: int | None = None
     db_pre_ping: bool = False
@@ -70,6 +72,8 @@ class Settings:
             service_urls=urls,
             max_body_bytes=_int("MAX_BODY_BYTES", 1_000_000),
             rate_limit=env.get("RATE_LIMIT", "600 per minute"),
+            rate_limit_anonymous=env.get("RATE_LIMIT_ANONYMOUS") or env.get("RATE_LIMIT", "600 per minute"),
+            rate_limit_storage_uri=env.get("RATE_LIMIT_STORAGE_URI", "memory://"),
             allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "") in ("1", "true", "yes"),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
             db_pre_ping=env.get("DB_PRE_PING", "") in ("1", "true", "yes"),

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import flask_smorest
 import marshmallow as ma
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from flask_smorest.utils import prepare_response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
@@ -154,42 +154,75 @@ def json_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 NUL = "\x00"
-NUL_MESSAGE = "Cannot contain the NUL character (U+0000)."
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "Cannot contain the NUL character (U+0000) or a lone UTF-16 surrogate (U+D800 to U+DFFF)."
 
 
-def _nul_paths(value: Any, path: str = "") -> list[str]:
-    """Where in a parsed JSON document a string (or a key) holds U+0000."""
+def _unstorable_paths(value: Any, path: str = "") -> list[str]:
+    """Where in a parsed JSON document a string (or a key) holds U+0000 or a lone surrogate."""
     if isinstance(value, str):
-        return [path or "body"] if NUL in value else []
+        return [path or "body"] if UNSTORABLE.search(value) else []
     found: list[str] = []
     if isinstance(value, dict):
         for key, item in value.items():
             name = f"{path}.{key}" if path else str(key)
-            found += [name] if NUL in key else _nul_paths(item, name)
+            found += [name] if UNSTORABLE.search(key) else _unstorable_paths(item, name)
     elif isinstance(value, list):
         for n, item in enumerate(value):
-            found += _nul_paths(item, f"{path}.{n}" if path else str(n))
+            found += _unstorable_paths(item, f"{path}.{n}" if path else str(n))
     return found
 
 
-def _refuse_nul() -> None:
-    """U+0000 is valid JSON and a valid URL escape, but no PostgreSQL text or jsonb column can hold
-    it: refuse it up front (422 naming the field, 400 in the path) instead of failing on the insert."""
+def _refuse_unstorable() -> None:
+    """U+0000 and lone UTF-16 surrogates (``"\\ud800"``) are valid JSON escapes, but no PostgreSQL
+    text or jsonb column can hold them (nor can UTF-8 encode a surrogate): refuse them up front (422
+    naming the field, 400 in the path) instead of failing on the insert."""
     if NUL in request.path:
         raise Problem(400, "Bad Request", "The URL contains a NUL character (%00).")
-    errors = {key: [NUL_MESSAGE] for key, values in request.args.lists()
-              if NUL in key or any(NUL in v for v in values)}
+    errors = {key: [UNSTORABLE_MESSAGE] for key, values in request.args.lists()
+              if UNSTORABLE.search(key) or any(UNSTORABLE.search(v) for v in values)}
     if request.method in ("POST", "PUT", "PATCH") and request.is_json:
         data = request.get_data(cache=True)
-        if b"\\u0000" in data:  # JSON can only carry U+0000 escaped
+        if b"\\u0000" in data or b"\\ud" in data.lower():  # JSON carries them only escaped
             try:
                 parsed = json.loads(data)
             except (ValueError, RecursionError):
                 parsed = None  # malformed: the route's own parsing answers 400
-            errors.update({name: [NUL_MESSAGE] for name in _nul_paths(parsed)})
+            errors.update({name: [UNSTORABLE_MESSAGE] for name in _unstorable_paths(parsed)})
     if errors:
         raise Problem(422, "Unprocessable Content", "Some fields are not valid: " + ", ".join(sorted(errors)),
                       errors=errors)
+
+
+#: how much of a body over the limit is read (and thrown away) so that a client which writes its
+#: whole body before reading the answer still reads the 413; past this the connection is just closed
+DRAIN_BYTES = 16 * 1024 * 1024
+
+
+def _too_large(limit: int, length: int | None) -> Problem:
+    """The 413, after reading and discarding what is left of the body (up to DRAIN_BYTES)."""
+    stream = request.environ.get("wsgi.input")
+    left = min(length, DRAIN_BYTES) if length is not None else DRAIN_BYTES
+    try:
+        while stream is not None and left > 0:
+            chunk = stream.read(min(65536, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except (OSError, ValueError):
+        pass  # the client went away: nobody is left to read the answer
+    return Problem(413, "Content Too Large", f"The request body exceeds {limit} bytes.",
+                   headers={"Connection": "close"})
+
+
+#: a request the gateway sends only to learn every bad field of a create it refused (its subject
+#: could not be settled): validated like any other, it can never store anything
+VALIDATE_ONLY = "X-Validate-Only"
+
+
+def refuse_if_validating_only() -> None:
+    if has_request_context() and request.headers.get(VALIDATE_ONLY) == "1":
+        raise Problem(400, "Bad Request", "A validation-only request stores nothing.")
 
 
 @dataclass
@@ -247,15 +280,17 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
     def _start():
         g.started = time.perf_counter()
         limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(limit, request.content_length)
         if request.content_length is None and request.method in ("POST", "PUT", "PATCH"):
             # A chunked body has no Content-Length: werkzeug stops reading at the limit and
             # would hand over a silently truncated body, so read it here and refuse it whole.
             if len(request.get_data(cache=True)) >= limit:
-                raise Problem(413, "Content Too Large", f"The request body exceeds {limit} bytes.")
+                raise _too_large(limit, None)
         if request.is_json and json_too_deep(request.get_data(cache=True)):
             raise Problem(400, "Bad Request", f"The JSON body is malformed or nested more than "
                           f"{MAX_JSON_DEPTH} levels deep.")
-        _refuse_nul()
+        _refuse_unstorable()
         incoming = request.headers.get("traceparent", "")
         if TRACEPARENT.match(incoming):
             g.traceparent = incoming

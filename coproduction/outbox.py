@@ -208,6 +208,8 @@ def emit(session: Session, table: Table, *, service: str, type: str, subject: st
          aggregate_id: str, aggregate_version: int, data: dict, traceparent: str | None = None) -> dict:
     """Build a validated event and add it to the outbox in the caller's transaction."""
     from .events import make_event
+    from .http import refuse_if_validating_only
+    refuse_if_validating_only()  # every change writes an event: none is made on a validation request
     event = make_event(source=service, type=type, subject=subject, aggregate_id=aggregate_id,
                        aggregate_version=aggregate_version, data=data, traceparent=traceparent)
     record(session, table, event)

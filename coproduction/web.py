@@ -1,10 +1,27 @@
 """Serving a Flask app with gunicorn (sync workers: the best p99 measured on this machine)."""
 from __future__ import annotations
 
+import json
+
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
 from .logs import JsonFormatter
+
+
+def _problem_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own answers to what never reaches the app (a malformed request line, headers too
+    large, a bad chunk), as problem+json like every other error of ours. gunicorn writes them all
+    through ``util.write_error``: this is that one seam."""
+    body = json.dumps({"type": "about:blank", "title": reason, "status": status_int,
+                       **({"detail": mesg} if mesg else {})}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+util.write_error = _problem_error
 
 
 class JsonLogger(Logger):
@@ -42,12 +59,15 @@ def migrate(service: str) -> None:
     upgrade(service)
 
 
-def serve(service: str, host: str, port: int, workers: int) -> None:
+def serve(service: str, host: str, port: int, workers: int, one_process: bool = False) -> None:
+    """gunicorn with ``workers`` sync workers; ``one_process``: one worker with as many threads, for
+    a part whose in-memory state must be the whole part's (the embedded gateway's rate limits)."""
     migrate(service)
     _Gunicorn(service, {
         "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "sync",
+        "workers": 1 if one_process else workers,
+        "worker_class": "gthread" if one_process else "sync",
+        "threads": max(4, workers * 4) if one_process else 1,
         "timeout": 30,
         "graceful_timeout": 20,
         "keepalive": 5,

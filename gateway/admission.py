@@ -269,7 +269,7 @@ def _recent_changes(session, nhs_number: str, hidden: set[str], at: datetime) ->
 def admission_summary(nhs_number):
     """What matters to the person, open and recent decisions, the plan, budget-funded support an
     admission affects, courses in progress, and the last 30 days' changes; each part with its freshness."""
-    _who, hidden, document = api.person(nhs_number, "portfolio:read")
+    _who, hidden, document = api.person()
     doc = portfolio.for_role(document, hidden)
     at = now()
     updated = g.portfolio_updated_at

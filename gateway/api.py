@@ -1,17 +1,19 @@
 """The gateway's own routes: the portfolio and what is read from the projection."""
 from __future__ import annotations
 
+import re
+
 import flask_smorest
 import marshmallow as ma
 from flask import g, jsonify
 from sqlalchemy import select
 
 from coproduction.http import Problem, ctx
-from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA, is_valid
+from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA
 
-from . import portfolio
-from .models import portfolios, sharing
-from .security import audit_person, hidden_from, need, request_session
+from . import policy, portfolio
+from .models import audit_log, portfolios, subjects
+from .security import request_session
 
 bp = flask_smorest.Blueprint("people", __name__, url_prefix="/v1/people",
                              description="A person's portfolio, read from the gateway's own projection")
@@ -37,28 +39,24 @@ class PortfolioSchema(ma.Schema):
     withheld = ma.fields.List(ma.fields.String())
 
 
-def person(nhs_number: str, scope: str) -> tuple:
-    """Check scope and NHS number for a person route; return (caller, withheld services, document).
-    The document and the person's sharing preferences come in one query, in the request's transaction;
-    the document's ``updated_at`` is left in ``g.portfolio_updated_at`` (the admission summary shows it)."""
-    audit_person(nhs_number, scope)
-    who = need(scope)
-    if not is_valid(nhs_number):
-        raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
-    row = request_session().execute(
-        select(portfolios.c.document, portfolios.c.updated_at, sharing.c.withhold)
-        .select_from(portfolios.outerjoin(sharing, sharing.c.nhs_number == portfolios.c.nhs_number))
-        .where(portfolios.c.nhs_number == nhs_number)).first()
+def person() -> tuple:
+    """The decided person's portfolio: (caller, initiatives left out for the caller, document),
+    read in the request's transaction. The access decision (gateway/policy.py) has already settled the
+    person, the caller's relationship and the person's sharing preferences. The document's
+    ``updated_at`` is left in ``g.portfolio_updated_at`` (the admission summary shows it)."""
+    decision = policy.current()
+    row = request_session().execute(select(portfolios.c.document, portfolios.c.updated_at)
+                                    .where(portfolios.c.nhs_number == decision.subject)).first()
     if row is None:
         raise Problem(404, "Not Found", "No portfolio for this person yet.")
     g.portfolio_updated_at = row.updated_at
-    return who, hidden_from(row.withhold, who.role), row.document
+    return decision.caller, set(decision.unseen), row.document
 
 
 @bp.route("/<nhs_number>/portfolio", parameters=nhs_path())
 @bp.response(200, PortfolioSchema)
 def get_portfolio(nhs_number):
-    _who, hidden, document = person(nhs_number, "portfolio:read")
+    _who, hidden, document = person()
     return jsonify(portfolio.for_role(document, hidden))
 
 
@@ -72,7 +70,7 @@ class PrioritiesSchema(ma.Schema):
 @bp.route("/<nhs_number>/priorities", parameters=nhs_path())
 @bp.alt_response(200, schema=PrioritiesSchema, description="What matters to the person, merged and ranked.")
 def get_priorities(nhs_number):
-    _who, hidden, document = person(nhs_number, "portfolio:read")
+    _who, hidden, document = person()
     doc = portfolio.for_role(document, hidden)
     return jsonify(nhs_number=nhs_number, items=doc["priorities"], past=doc["past_priorities"],
                    withheld=doc["withheld"])
@@ -96,7 +94,6 @@ class AuditPageSchema(ma.Schema):
 
 def _audit_page(where, after: int, limit: int):
     from .audit import to_json
-    from .models import audit_log
     with ctx().db.session() as session:
         rows = session.execute(select(audit_log).where(audit_log.c.seq > after, *where)
                                .order_by(audit_log.c.seq).limit(limit)).mappings().all()
@@ -108,87 +105,43 @@ def _audit_page(where, after: int, limit: int):
 @audit_bp.arguments(AuditQuery, location="query")
 @audit_bp.alt_response(200, schema=AuditPageSchema, description="The audit trail, oldest first.")
 def list_audit(query):
-    from .models import audit_log
-    need("audit:read")
     where = [audit_log.c.nhs_number == query["nhs_number"]] if query["nhs_number"] else []
     return jsonify(_audit_page(where, query["after"], query["limit"]))
 
 
+class AccessLogSchema(AuditPageSchema):
+    withheld = ma.fields.Integer(metadata={"description": "records of this page left out: of what the "
+                                                          "caller's role may not see itself"})
+
+
 @bp.route("/<nhs_number>/access-log", parameters=nhs_path())
 @bp.arguments(AuditQuery, location="query")
-@bp.alt_response(200, schema=AuditPageSchema, description="Who looked at this person's record.")
+@bp.alt_response(200, schema=AccessLogSchema, description="Who looked at this person's record.")
 def access_log(query, nhs_number):
-    """Who looked at this person's record, when, why and with what outcome."""
-    from .models import audit_log
-    audit_person(nhs_number, "portfolio:read")
-    need("portfolio:read")
-    if not is_valid(nhs_number):
-        raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
-    page = _audit_page([audit_log.c.nhs_number == nhs_number], query["after"], query["limit"])
-    keep = ("seq", "at", "client_name", "org", "role", "action", "resource", "purpose", "outcome", "status")
-    page["items"] = [{k: item[k] for k in keep} for item in page["items"]]
+    """Who looked at this person's record, when, why and with what outcome. A role is shown only the
+    records of what it may see itself: the others are left out and counted in ``withheld``."""
+    decision = policy.current()
+    page = _audit_page([audit_log.c.nhs_number == decision.subject], query["after"], query["limit"])
+    items = [item for item in page["items"] if item.get("initiative") not in decision.unseen]
+    page["withheld"] = len(page["items"]) - len(items)
+    shown = set(request_session().execute(select(subjects.c.resource_id).where(
+        subjects.c.nhs_number == decision.subject, subjects.c.service.not_in(decision.unseen))).scalars())
+    page["items"] = [dict({k: item.get(k) for k in ACCESS_LOG_FIELDS},
+                          resource=redact(item["resource"].split("?", 1)[0], decision.subject, shown),
+                          purpose=redact(item["purpose"], decision.subject, shown)) for item in items]
     return jsonify(page)
 
 
-# -- consent ---------------------------------------------------------------------------------------
-SHAREABLE = ("plans", "budgets", "decisions", "groups")
-ROLES_WITH_SHARING = ("hospital", "gp", "social_care", "community")
+NHS_LIKE = re.compile(r"(?<!\d)\d{10}(?!\d)")
+UUID_LIKE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-class SharingSchema(ma.Schema):
-    class Meta:
-        unknown = ma.RAISE
-
-    withhold = ma.fields.Dict(
-        keys=ma.fields.String(validate=ma.validate.OneOf(ROLES_WITH_SHARING)),
-        values=ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(SHAREABLE)),
-                              validate=ma.validate.Length(max=len(SHAREABLE))),
-        required=True)
+def redact(text: str, nhs_number: str, shown_ids: set[str]) -> str:
+    """What a caller wrote into its request (a path, a purpose) as this person's carers may read it:
+    another person's NHS number, or the id of a record they may not see, is replaced."""
+    text = NHS_LIKE.sub(lambda m: m.group(0) if m.group(0) == nhs_number else "[another person]", text)
+    return UUID_LIKE.sub(lambda m: m.group(0) if m.group(0).lower() in shown_ids else "[withheld]", text)
 
 
-class SharingOutSchema(ma.Schema):
-    nhs_number = ma.fields.String()
-    withhold = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()))
-
-
-def _may_set_sharing(who) -> None:
-    if not (who.has("admin") or who.has("plans:write")):
-        raise Problem(403, "Forbidden", "Sharing preferences are set by an administrator or by the "
-                      "person's GP on their behalf (scope admin or plans:write).")
-
-
-@bp.route("/<nhs_number>/sharing", methods=["PUT"], parameters=nhs_path())
-@bp.arguments(SharingSchema)
-@bp.alt_response(200, schema=SharingOutSchema, description="The person's sharing preferences, as stored.")
-def put_sharing(body, nhs_number):
-    from .models import sharing
-    from coproduction.events import now
-    audit_person(nhs_number, "admin")
-    who = need("portfolio:read")
-    _may_set_sharing(who)
-    if not is_valid(nhs_number):
-        raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
-    withhold = {role: sorted(set(services)) for role, services in body["withhold"].items() if services}
-    with ctx().db.session() as session:
-        exists = session.execute(select(sharing.c.nhs_number).where(sharing.c.nhs_number == nhs_number)
-                                 ).scalar_one_or_none()
-        values = dict(withhold=withhold, updated_at=now(), updated_by=who.client_id)
-        if exists:
-            session.execute(sharing.update().where(sharing.c.nhs_number == nhs_number).values(**values))
-        else:
-            session.execute(sharing.insert().values(nhs_number=nhs_number, **values))
-    return jsonify(nhs_number=nhs_number, withhold=withhold)
-
-
-@bp.route("/<nhs_number>/sharing", methods=["GET"], parameters=nhs_path())
-@bp.alt_response(200, schema=SharingOutSchema, description="The person's sharing preferences.")
-def get_sharing(nhs_number):
-    from .models import sharing
-    audit_person(nhs_number, "portfolio:read")
-    need("portfolio:read")
-    if not is_valid(nhs_number):
-        raise Problem(422, "Unprocessable Content", errors={"nhs_number": ["Not a valid NHS number."]})
-    with ctx().db.session() as session:
-        prefs = session.execute(select(sharing.c.withhold).where(sharing.c.nhs_number == nhs_number)
-                                ).scalar_one_or_none()
-    return jsonify(nhs_number=nhs_number, withhold=prefs or {})
+ACCESS_LOG_FIELDS = ("seq", "at", "client_name", "org", "role", "action", "resource", "purpose", "outcome",
+                     "status", "initiative", "relationship", "break_glass")

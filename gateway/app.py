@@ -1,13 +1,13 @@
-"""The gateway: the one public door. ``create_app`` wires auth, audit, routing and the read model."""
+"""The gateway: the one public door. ``create_app`` wires authentication, the rate limit, the access
+decision, the routes and the audit, in the order every request meets them."""
 from __future__ import annotations
 
 from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
-from . import admission, api, routing, security, subscriptions
-from . import changes, fhir
-from . import pages
+from . import admission, api, changes, consent, fhir, pages, policy, relationships, routing, security
+from . import subscriptions
 from .limits import init_limits
 from .models import metadata
 
@@ -20,12 +20,16 @@ def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env("gateway")
     db = database(settings)
     app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
-                     blueprints=[api.bp, api.audit_bp, admission.bp,
-                                 subscriptions.bp, changes.bp, fhir.bp], description="The one door to a person's portfolio")
+                     blueprints=[api.bp, api.audit_bp, consent.bp, relationships.bp, relationships.review_bp,
+                                 admission.bp, subscriptions.bp, changes.bp, fhir.bp],
+                     description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)
+    app.extensions["every_bad_field"] = routing.every_bad_field
     pages.init_app(app)  # web pages, their session cookie, and the JSON site report
-    app.before_request(security.authenticate)
-    init_limits(app, settings.rate_limit)
+    init_limits(app, settings)
+    app.before_request(security.authenticate)  # who, counted against their rate limit
+    app.before_request(policy.enforce)         # may they, for this person, before anything is touched
+    app.after_request(policy.scrub)            # no id of a left-out record in an answer about a person
     app.after_request(security.write_audit)
     app.teardown_request(security.close_request_session)
     return app

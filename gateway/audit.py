@@ -22,14 +22,20 @@ FIELDS = ("seq", "at", "client_id", "client_name", "org", "role", "scope", "nhs_
           "resource", "purpose", "outcome", "status", "prev_hash")
 
 
+#: what the access decision settled; in the hash when set (records from before they existed keep theirs)
+DECISION_FIELDS = ("initiative", "relationship", "break_glass")
+
+
 def _digest(row: dict) -> str:
-    canonical = json.dumps({k: row[k] for k in FIELDS},
-                           sort_keys=True, separators=(",", ":"))
+    fields = {k: row[k] for k in FIELDS}
+    fields.update({k: row[k] for k in DECISION_FIELDS if row.get(k)})
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def record(session: Session, *, caller, scope: str | None, nhs_number: str | None, action: str,
-           resource: str, purpose: str, status: int) -> int:
+           resource: str, purpose: str, status: int, initiative: str | None = None,
+           relationship: str | None = None, break_glass: bool = False) -> int:
     """Append one record inside the caller's transaction; return its sequence number."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
@@ -50,6 +56,9 @@ def record(session: Session, *, caller, scope: str | None, nhs_number: str | Non
         "outcome": "allowed" if status < 400 else ("refused" if status in (401, 403) else "failed"),
         "status": status,
         "prev_hash": last.hash if last else GENESIS,
+        "initiative": initiative,
+        "relationship": relationship,
+        "break_glass": bool(break_glass),
     }
     row["hash"] = _digest(row)
     session.execute(audit_log.insert(), row)  # bound parameters: the compiled statement is cached
@@ -57,7 +66,7 @@ def record(session: Session, *, caller, scope: str | None, nhs_number: str | Non
 
 
 def to_json(row) -> dict:
-    return {k: row[k] for k in (*FIELDS, "hash") if k != "prev_hash"}
+    return {k: row[k] for k in (*FIELDS, *DECISION_FIELDS, "hash") if k != "prev_hash"}
 
 
 def verify(session: Session) -> list[str]:

@@ -7,9 +7,11 @@ N will never later find a new row below N. A page is read up to the head positio
 it, so a client that keeps the ``next_cursor`` it was given sees every change exactly once, in
 order, while writes continue.
 
-The cursor is opaque to clients (today: base64url of ``cp1:<position>``). Consent is applied per
-event: changes of an initiative the person withheld from the caller's role are left out (the
-cursor still moves past them). Every person whose changes a page shows gets an audit record.
+The cursor is opaque to clients (today: base64url of ``cp1:<position>``). Access is checked per
+event (gateway/policy.py): a change is left out (and counted in ``withheld``; the cursor still moves
+past it) unless the caller's organisation has a care relationship with its person, the caller holds
+the read scope of its initiative, and the person's sharing preferences do not withhold it from the
+caller's role. Every person whose changes a page shows gets an audit record.
 """
 from __future__ import annotations
 
@@ -20,17 +22,15 @@ import re
 
 import flask_smorest
 import marshmallow as ma
-from flask import jsonify, request
+from flask import jsonify
 from sqlalchemy import func, or_, select
 
 from coproduction.http import Problem, ctx
-from coproduction.nhs_number import is_valid
 
-from . import audit
+from . import policy
 from .models import change_log
-from .security import audit_person, need, withheld
+from .security import also_audit
 
-SCOPE = "portfolio:read"
 CURSOR_PREFIX = "cp1:"
 TYPE_PATTERN = re.compile(r"^(\*|[a-z]+\.\*|[a-z]+\.[a-z][a-z-]*)$")
 
@@ -79,6 +79,7 @@ class ChangePageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Dict(), metadata={"description": "CloudEvents, in cursor order"})
     next_cursor = ma.fields.String(metadata={"description": "Where to continue from; always present"})
     has_more = ma.fields.Boolean(metadata={"description": "True when more changes are already waiting"})
+    withheld = ma.fields.Integer(metadata={"description": "changes of this page the caller may not see, left out"})
 
 
 def page(query: dict, who, subject: str | None = None) -> dict:
@@ -90,7 +91,7 @@ def page(query: dict, who, subject: str | None = None) -> dict:
         # visible in order), so reading up to it and moving the cursor there can never skip one.
         head = session.execute(select(func.max(change_log.c.position))).scalar_one_or_none() or 0
         if head <= after:
-            return {"items": [], "next_cursor": encode_cursor(after), "has_more": False}
+            return {"items": [], "next_cursor": encode_cursor(after), "has_more": False, "withheld": 0}
         stmt = select(change_log.c.position, change_log.c.subject, change_log.c.body).where(
             change_log.c.position > after, change_log.c.position <= head)
         if subject is not None:
@@ -105,34 +106,35 @@ def page(query: dict, who, subject: str | None = None) -> dict:
         rows = session.execute(stmt.order_by(change_log.c.position).limit(limit + 1)).all()
         has_more = len(rows) > limit
         rows = rows[:limit]
-        hidden: dict[str, set[str]] = {}
-        items = []
-        for row in rows:
-            if row.subject not in hidden:
-                hidden[row.subject] = withheld(session, row.subject, who.role)
-            event = json.loads(row.body)
-            if event["source"].rsplit("/", 1)[-1] in hidden[row.subject]:
-                continue
-            items.append(event)
-        if subject is None:  # the feed spans people: each one shown is audited by name
-            for nhs in sorted({e["subject"] for e in items}):
-                audit.record(session, caller=who, scope=SCOPE, nhs_number=nhs, action=request.method,
-                             resource=request.full_path.rstrip("?"), purpose=who.purpose, status=200)
+        events = [json.loads(row.body) for row in rows]
+        if subject is None:  # across people: relationship, scope and preferences, item by item
+            seen = policy.Visibility.of(session, who, {e["subject"] for e in events})
+            items = [e for e in events if seen.allows(e["subject"], _initiative(e))]
+            also_audit(e["subject"] for e in items)  # each person shown is audited by name
+        else:  # one person, already decided: scope and preferences per event type
+            decision = policy.current()
+            items = [e for e in events if _initiative(e) not in decision.unseen]
     next_position = rows[-1].position if has_more else head
-    return {"items": items, "next_cursor": encode_cursor(next_position), "has_more": has_more}
+    return {"items": items, "next_cursor": encode_cursor(next_position), "has_more": has_more,
+            "withheld": len(events) - len(items)}
+
+
+def _initiative(event: dict) -> str:
+    return event["source"].rsplit("/", 1)[-1]
 
 
 @bp.route("/changes")
 @bp.arguments(ChangesQuery, location="query")
 @bp.response(200, ChangePageSchema)
 def all_changes(query):
-    """Every change across people, oldest first, from ``after`` (scope portfolio:read).
+    """Every change across people, oldest first, from ``after`` (scope portfolio:read): of the people
+    the caller's organisation has a care relationship with, of the types its scopes may read, and not
+    withheld by the person's sharing preferences; ``withheld`` counts the rest of the page.
 
     Keep ``next_cursor`` and send it back as ``after``: each change is delivered exactly once, in
     order. ``has_more`` says whether to ask again at once or after a pause.
     """
-    who = need(SCOPE)
-    return jsonify(page(query, who))
+    return jsonify(page(query, policy.current().caller))
 
 
 @bp.route("/people/<nhs_number>/changes")
@@ -140,9 +142,5 @@ def all_changes(query):
 @bp.response(200, ChangePageSchema)
 def person_changes(query, nhs_number):
     """One person's changes, oldest first, from ``after`` (audited; consent applied)."""
-    audit_person(nhs_number, SCOPE)
-    who = need(SCOPE)
-    if not is_valid(nhs_number):
-        raise Problem(422, "Unprocessable Content", "Some fields are not valid: nhs_number",
-                      errors={"nhs_number": ["Not a valid NHS number."]})
-    return jsonify(page(query, who, subject=nhs_number))
+    decision = policy.current()
+    return jsonify(page(query, decision.caller, subject=decision.subject))

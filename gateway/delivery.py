@@ -62,7 +62,7 @@ from coproduction.events import now
 from . import audit
 from .models import change_log, clients
 from .readers import READERS
-from .security import withheld
+from .policy import Visibility
 from .webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
 
 log = logging.getLogger(__name__)
@@ -594,7 +594,10 @@ class Dispatcher:
             return f"the gateway no longer knows the event type {type_}"
         if not caller.has(f"{service}:read"):
             return f"the subscribing client no longer holds {service}:read"
-        if service in withheld(session, subject, caller.role):
+        seen = Visibility.of(session, caller, [subject])
+        if caller.role != "admin" and subject not in seen.related:
+            return f"the subscribing organisation ({caller.org}) has no care relationship with the person"
+        if not seen.allows(subject, service):
             return (f"the person has chosen not to share their {service} with "
                     f"{caller.role.replace('_', ' ')} organisations")
         return None

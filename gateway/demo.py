@@ -5,7 +5,8 @@ A man with type 2 diabetes and low mood (NHS number 943 476 5919 by default):
 1. his GP and he agree a Year of Care care and support plan (what matters to him, goals, actions);
 2. a community provider enrols him on an Expert Patients course: attendance and weekly action plans;
 3. social care agrees a personal health budget for his weight and his mental health;
-4. he is admitted; the inpatient team reads his portfolio and decides with him how to manage his
+4. he is admitted; the hospital declares the admission (its care relationship with him), the
+   inpatient team reads his portfolio and decides with him how to manage his
    blood glucose, reusing the id of "Keep driving for work" from the portfolio, and he defers a second
    decision until he has talked it over with his wife.
 
@@ -91,7 +92,7 @@ class Gateway:
         more = f"; fields: {json.dumps(errors, sort_keys=True)}" if errors else ""
         return f"{step}: {method} {path} answered {r.status_code} {problem.get('title', '')}: {detail}{more}"
 
-    def portfolio(self, role: str = "hospital") -> dict | None:
+    def portfolio(self, role: str = "gp") -> dict | None:
         r = self.http.get(f"{self.url}/v1/people/{self.nhs}/portfolio", timeout=30,
                           headers={"Authorization": f"Bearer {self.tokens[role]}", "X-Purpose": "coproduction demo"})
         if r.status_code == 404:
@@ -101,7 +102,8 @@ class Gateway:
         return r.json()
 
     def wait_portfolio(self, step: str, what: str, predicate: Callable[[dict], bool]) -> dict:
-        """Wait until the gateway's projection shows something (events travel through the bus)."""
+        """Wait until the gateway's projection shows something (events travel through the bus); read
+        by the GP practice, which holds his plan (its care relationship with him)."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -290,6 +292,10 @@ def glucose_decision(gw: Gateway, driving_id: str, encounter: str) -> dict:
 def step_admission(gw: Gateway, today: date) -> tuple[dict, dict]:
     step = "hospital: shared decisions on admission"
     encounter = f"ADM-{today:%Y%m%d}-0457"
+    gw.call("hospital", "POST", f"/v1/people/{gw.nhs}/relationships", step, json_body={
+        "kind": "admission", "encounter_id": encounter,
+        "reason": "Emergency admission with high blood glucose; inpatient diabetes team"})
+    gw.done("hospital: admission declared (its care relationship with him, for 72 hours)", encounter)
     doc = gw.portfolio("hospital")
     driving_id = _priority_id(doc, DRIVING)  # what matters to him, read from the portfolio
     decision, _ = gw.call("hospital", "POST", "/v1/decisions", step, key="decision-glucose",

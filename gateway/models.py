@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (JSON, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, false)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from coproduction.db import BigId
@@ -78,6 +78,10 @@ audit_log = Table(
     Column("status", Integer, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    #: what the access decision settled: the initiative touched, and the care relationship it rested on
+    Column("initiative", String(20)),
+    Column("relationship", String(20)),
+    Column("break_glass", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 #: a person's sharing preferences: initiatives withheld from roles
@@ -88,6 +92,58 @@ sharing = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(36), nullable=False),
 )
+
+#: every change of a person's sharing preferences: who set them, and on whose behalf
+sharing_history = Table(
+    "sharing_history", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("nhs_number", String(10), nullable=False, index=True),
+    Column("withhold", Json, nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+    Column("set_by_client", String(36), nullable=False),
+    Column("set_by_name", String(200), nullable=False),
+    Column("set_by_org", String(20), nullable=False),
+    Column("set_by_role", String(20), nullable=False),
+    Column("on_behalf_of", String(20), nullable=False),  # person | representative
+    Column("representative", String(200)),
+    Column("note", String(500)),
+    sqlite_autoincrement=True,
+)
+
+#: resource -> person: whose record each resource is, kept from the events and from the creates the
+#: gateway forwarded, so a request naming a resource is settled before anything is forwarded
+subjects = Table(
+    "subjects", metadata,
+    Column("service", String(20), primary_key=True),
+    Column("resource_id", String(64), primary_key=True),
+    Column("nhs_number", String(10), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_subjects_person", subjects.c.nhs_number, subjects.c.service)
+
+#: care relationships (legitimate relationships): an organisation reads or changes a person's
+#: record only while it has one. Held ones come from the records it created (one row per person,
+#: organisation and kind); declared ones (an admission, emergency access) are time-limited
+care_relationships = Table(
+    "care_relationships", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("nhs_number", String(10), nullable=False),
+    Column("org", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("source", String(20), nullable=False),  # event | create | declared
+    Column("role", String(20)),
+    Column("client_id", String(36)),
+    Column("client_name", String(200)),
+    Column("resource_id", String(64)),
+    Column("encounter_id", String(100)),
+    Column("reason", String(500)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_by", String(36)),
+)
+Index("ix_care_relationships_person_org", care_relationships.c.nhs_number, care_relationships.c.org)
+Index("ix_care_relationships_declared", care_relationships.c.source, care_relationships.c.started_at)
 
 # the webhook tables (subscriptions, deliveries, attempts) are defined in their own module
 from . import webhook_models  # noqa: E402,F401

@@ -63,6 +63,8 @@ def init_app(app) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=int(os.environ.get("SESSION_HOURS", SESSION_HOURS))),
     )
     app.register_blueprint(bp)
+    app.extensions["session_caller"] = signed_in  # gateway/security.py authenticates pages with it
+    app.extensions["page_refusal"] = refusal      # and gateway/policy.py answers a refused page with it
     # the JSON report is an API route: register it through the app's flask-smorest Api so it is
     # in /openapi.json with the rest (the kernel's create_app keeps its Api in app.extensions)
     smorest = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
@@ -107,6 +109,14 @@ def _safe_next(target: str | None) -> str:
 
 def _login_redirect():
     return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+
+
+def refusal(problem: Problem):
+    """A page the access decision refused: the sign-in page, or an error page saying why."""
+    if problem.code == 401:
+        return _login_redirect()
+    return render_template("error.html", who=g.get("caller"), status=problem.code, title=problem.title,
+                           detail=_problem_text(problem)), problem.code
 
 
 @bp.context_processor
@@ -163,17 +173,12 @@ def logout():
 # -- pages ----------------------------------------------------------------------------------------------
 @bp.get("/")
 def home():
-    who = signed_in()
-    if who is None:
-        return _login_redirect()
-    return render_template("home.html", who=who, error=None, value="")
+    return render_template("home.html", who=g.caller, error=None, value="")
 
 
 @bp.get("/people")
 def find_person():
-    who = signed_in()
-    if who is None:
-        return _login_redirect()
+    who = g.caller
     # the field is "nhs", not "nhs_number": this redirect reads nothing about the person, so the
     # audit records the page view that follows, once, and not this lookup as well
     nhs = "".join(ch for ch in request.args.get("nhs", "") if ch.isdigit())
@@ -185,15 +190,11 @@ def find_person():
 
 @bp.get("/people/<nhs_number>")
 def person_page(nhs_number):
-    who = signed_in()
-    if who is None:
-        return _login_redirect()
-    g.caller = who  # audited exactly like the API: one record per view, allowed or refused
+    """The clinician's page: decided and audited exactly like the API (one record per view)."""
     try:
-        who, hidden, document = api.person(nhs_number, "portfolio:read")
+        who, hidden, document = api.person()
     except Problem as problem:
-        return render_template("error.html", who=who, status=problem.code, title=problem.title,
-                               detail=_problem_text(problem)), problem.code
+        return refusal(problem)
     doc = portfolio.for_role(document, hidden)
     with ctx().db.session() as s:
         updated = s.execute(select(portfolios.c.updated_at)
@@ -204,12 +205,7 @@ def person_page(nhs_number):
 
 @bp.get("/reports/coproduction")
 def report_page():
-    who = signed_in()
-    if who is None:
-        return _login_redirect()
-    if not who.has("portfolio:read"):
-        return render_template("error.html", who=who, status=403, title="Forbidden",
-                               detail="The site report needs the scope portfolio:read (or admin)."), 403
+    who = g.caller
     try:
         months = int(request.args.get("months", report.DEFAULT_MONTHS))
     except ValueError:

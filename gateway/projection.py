@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from coproduction.events import InvalidEvent, dumps, now
 
-from . import portfolio
+from . import portfolio, subjects
 from .models import aggregates, change_log, inbox, portfolios
 from .readers import READERS
 
@@ -62,9 +62,9 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
     """Apply events in the given order in the caller's transaction; return how many were new."""
     parsed = [(event, *read(event)) for event in events]
     postgres = session.get_bind().dialect.name == "postgresql"
-    subjects = sorted({event["subject"] for event, *_ in parsed})
+    people = sorted({event["subject"] for event, *_ in parsed})
     if postgres and recompose_people:  # one person's portfolio is recomposed by one transaction at a time
-        _lock_people(session, subjects)
+        _lock_people(session, people)
 
     at = now()
     inserted = _record_in_inbox(session, list({event["id"]: None for event, *_ in parsed}), at, postgres)
@@ -76,6 +76,7 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
             fresh.append(item)
     if not fresh:
         return 0
+    subjects.record_events(session, [(event, service) for event, service, *_ in fresh], at)
 
     newest: dict[tuple[str, str], tuple] = {}
     for event, service, kind, data in fresh:
@@ -131,12 +132,12 @@ def _record_in_inbox(session: Session, event_ids: list[str], at: datetime, postg
         .on_conflict_do_nothing().returning(inbox.c.event_id)).scalars())
 
 
-def _lock_people(session: Session, subjects: list[str]) -> None:
+def _lock_people(session: Session, people: list[str]) -> None:
     """Every person's lock in one round trip, taken in the given (sorted) order: unnest yields the
     array in order, so two transactions never wait for each other in a cycle."""
     session.execute(text("SELECT count(pg_advisory_xact_lock(hashtext('portfolio:' || k))) "
                          "FROM unnest(CAST(:keys AS text[])) AS k"),
-                    {"keys": subjects})
+                    {"keys": people})
 
 
 def recompose(session: Session, nhs_number: str) -> None:

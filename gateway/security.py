@@ -1,30 +1,30 @@
-"""Who is calling the gateway, what they may do, and the audit of every access to a person."""
+"""Who is calling the gateway, and the one audit record of every access to a person's data.
+
+Per request, in this order (gateway/app.py wires it): :func:`authenticate` (a bearer token on the
+API, the session cookie on the pages) and the rate limit (gateway/limits.py); then the access
+decision (gateway/policy.py); the view; :func:`write_audit`, which records what the decision
+settled, allowed or refused.
+"""
 from __future__ import annotations
 
-import re
-
 from flask import current_app, g, request
-from sqlalchemy import select
 
-from coproduction.auth import Caller, unauthorised
+from coproduction.auth import Caller, bearer_token, unauthorised
 from coproduction.db import DB_UNAVAILABLE
-from coproduction.http import Problem, ctx, problem_response
+from coproduction.http import ctx, problem_response
 from coproduction.nhs_number import is_valid
 
-from . import audit, clients
-from .models import sharing
+from . import audit, clients, limits, policy
 
-PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/docs", "/metrics", "/static/", "/login", "/favicon")
-PERSON_PATH = re.compile(r"^/v1/people/([^/]+)(/|$)")
-#: routes that hold people's data: every request to them is audited, even when refused before the
-#: person is known (then the record names the resource instead)
-PERSONAL = ("/v1/people/", "/v1/plans", "/v1/budgets", "/v1/decisions", "/v1/enrolments", "/v1/changes")
+PURPOSE_UNAUTHENTICATED = "unauthenticated"
+#: the doors that take a bearer token; everything else is public or a web page
+API = ("/v1/",)
 
 
 def request_session():
-    """The request's one transaction on the gateway's database. The caller's lookup, the reads of
-    the person's data and the audit record share it, so a read costs one connection and one commit;
-    :func:`write_audit` commits it, :func:`close_request_session` ends whatever is left."""
+    """The request's one transaction on the gateway's database. The caller's lookup, the decision,
+    the reads of the person's data and the audit record share it, so a read costs one connection and
+    one commit; :func:`write_audit` commits it, :func:`close_request_session` ends whatever is left."""
     if "db_session" not in g:
         g.db_session = ctx().db.open()
     return g.db_session
@@ -40,22 +40,32 @@ def close_request_session(_exc=None) -> None:
             pass
 
 
-def authenticate() -> None:
-    """before_request: every /v1 route needs a client's bearer token (pages use the session)."""
-    g.caller = None
-    path = request.path
-    if path.startswith(PUBLIC) or path == "/":
-        return
-    if not path.startswith("/v1/"):
-        return  # web pages check the session themselves
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise unauthorised("A bearer token is required (Authorization: Bearer <token>).")
-    caller = clients.lookup(request_session(), header[7:].strip())
-    if caller is None:
-        raise unauthorised("The token is not valid or was revoked.")
+def _api_caller() -> tuple[Caller | None, Exception | None]:
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token is None:
+        return None, unauthorised("A bearer token is required (Authorization: Bearer <token>).")
+    found = clients.lookup(request_session(), token)
+    if found is None:
+        return None, unauthorised("The token is not valid or was revoked.")
     purpose = request.headers.get("X-Purpose", "direct care").strip()[:200] or "direct care"
-    g.caller = Caller(caller.client_id, caller.name, caller.org, caller.role, caller.scopes, purpose)
+    return Caller(found.client_id, found.name, found.org, found.role, found.scopes, purpose), None
+
+
+def authenticate() -> None:
+    """before_request: the caller, counted against its rate limit (per client, or per address when
+    it is not authenticated); 401 for a bad token once it has been counted."""
+    g.caller = None
+    api = request.path.startswith(API)
+    if not api and (request.path.startswith(policy.PUBLIC) or request.url_rule is None):
+        return
+    if api:
+        caller, problem = _api_caller()
+    else:  # a web page: the session cookie (gateway/pages.py)
+        caller, problem = current_app.extensions["session_caller"](), None
+    limits.check(caller)
+    if problem is not None:
+        raise problem
+    g.caller = caller
 
 
 def caller() -> Caller:
@@ -64,72 +74,50 @@ def caller() -> Caller:
     return g.caller
 
 
-def need(scope: str) -> Caller:
-    who = caller()
-    g.audit_scope = scope
-    if not who.has(scope):
-        raise Problem(403, "Forbidden", f"This needs the scope {scope}.")
-    return who
-
-
-def audit_person(nhs_number: str | None, scope: str | None = None) -> None:
-    """Mark this request as touching a person's data: one audit record is written after it."""
-    if nhs_number and is_valid(nhs_number):
-        g.audit_nhs = nhs_number
-    if scope:
-        g.audit_scope = scope
-
-
-def withheld(session, nhs_number: str, role: str) -> set[str]:
-    prefs = session.execute(select(sharing.c.withhold).where(sharing.c.nhs_number == nhs_number)
-                            ).scalar_one_or_none()
-    return hidden_from(prefs, role)
-
-
-def hidden_from(prefs: dict | None, role: str) -> set[str]:
-    """The services a person's sharing preferences withhold from a role (admins see everything)."""
-    if not prefs or role == "admin":
-        return set()
-    return set(prefs.get(role, []))
-
-
-def _person_named_by_request() -> str | None:
-    """The NHS number a request names in its path, query or JSON body, if any."""
-    match = PERSON_PATH.match(request.path)
-    if match and is_valid(match.group(1)):
-        return match.group(1)
-    candidate = request.args.get("nhs_number")
-    small = (request.content_length or 0) <= current_app.config["MAX_CONTENT_LENGTH"]
-    if candidate is None and request.is_json and request.content_length and small:
-        try:
-            body = request.get_json(silent=True)
-        except RecursionError:  # nested too deep to parse (the request itself was refused with a 400)
-            body = None
-        if isinstance(body, dict):
-            candidate = body.get("nhs_number")
-    return candidate if isinstance(candidate, str) and is_valid(candidate) else None
-
-
 def _storable(text: str) -> str:
     """A NUL (a URL's %00) as the URL spells it: no PostgreSQL text column can hold U+0000."""
     return text.replace("\x00", "%00")
 
 
+def _audited_subject() -> tuple[policy.Decision | None, str | None, bool]:
+    """(decision, NHS number, whether the request touches personal data at all)."""
+    decision = g.get("decision")
+    if decision is not None:
+        return decision, decision.subject, decision.rule.subject != policy.NONE
+    if request.url_rule is None or request.path.startswith(policy.PUBLIC):
+        return None, None, False
+    rule, _ = policy.rule_for_request()
+    if rule is None or rule.page:  # a page refused before a decision only redirected to sign-in
+        return None, None, False
+    nhs = (request.view_args or {}).get("nhs_number") if rule.subject == policy.PATH else None
+    return None, nhs if nhs and is_valid(nhs) else None, rule.subject in policy.PERSONAL
+
+
+def also_audit(nhs_numbers) -> None:
+    """A population read shows these people's data: each gets a record of its own, written with the
+    request's (gateway/changes.py, a course provider's roster)."""
+    g.audit_people = sorted(set(g.get("audit_people", ())) | set(nhs_numbers))
+
+
 def write_audit(response):
-    """after_request: one record per request that touched a person's data, allowed or refused."""
-    nhs = g.get("audit_nhs")
-    if nhs is None:
-        nhs = _person_named_by_request()
-    if nhs is None and not request.path.startswith(PERSONAL):
+    """after_request: one record per request that touched (or tried to touch) a person's data."""
+    decision, nhs, personal = _audited_subject()
+    if not personal:
         return response
     who = g.get("caller")
+    if who is None:  # nothing the caller chose goes into a person's access log: no query, no purpose
+        resource, purpose = request.path, PURPOSE_UNAUTHENTICATED
+    else:
+        resource, purpose = request.full_path.rstrip("?"), who.purpose
+    rule = decision.rule if decision else None
 
     def record(session) -> None:
-        audit.record(session, caller=who, scope=g.get("audit_scope"), nhs_number=nhs,
-                     action=request.method, resource=_storable(request.full_path.rstrip("?")),
-                     purpose=_storable(getattr(who, "purpose", None)
-                                       or request.headers.get("X-Purpose", "direct care")),
-                     status=response.status_code)
+        for person in [nhs, *g.get("audit_people", ())]:
+            audit.record(session, caller=who, scope=rule.scope if rule else None, nhs_number=person,
+                         action=request.method, resource=_storable(resource), purpose=_storable(purpose),
+                         status=response.status_code, initiative=rule.initiative if rule else None,
+                         relationship=decision.relationship if decision else None,
+                         break_glass=bool(decision and decision.break_glass))
     db = ctx().db
     try:
         if db.is_postgres:  # in the request's transaction: its reads and its record, one commit

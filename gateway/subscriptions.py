@@ -23,7 +23,8 @@ from coproduction.http import Problem, ctx
 
 from .delivery import UnsafeUrl, check_patterns, known_types, matches, new_secret, resolve_safely, service_of
 from .models import change_log
-from .security import need
+from . import policy
+from .security import also_audit
 from .webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
 
 SCOPE = "subscriptions:manage"
@@ -96,9 +97,9 @@ class AttemptSchema(ma.Schema):
 
 class DeliverySchema(ma.Schema):
     id = ma.fields.String(metadata={"description": "the webhook-id header, the same on every retry"})
-    event_id = ma.fields.String()
-    type = ma.fields.String()
-    subject = ma.fields.String()
+    event_id = ma.fields.String(allow_none=True, metadata={"description": "null when withheld"})
+    type = ma.fields.String(allow_none=True, metadata={"description": "null when withheld"})
+    subject = ma.fields.String(allow_none=True, metadata={"description": "null when withheld"})
     cursor = ma.fields.String(metadata={"description": "the event's change-log cursor (as GET /v1/changes "
                                                        "writes them): replay after it to resend what follows"})
     replay = ma.fields.Boolean()
@@ -228,13 +229,22 @@ def _request_hash(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: a delivery the client may not see is listed without what it would reveal: whose, what, and why
+WITHHELD = {"event_id": None, "type": None, "subject": None, "last_error": None}
+
+
+def _what(row) -> dict:
+    return {"event_id": row["event_id"], "type": row["type"], "subject": row["subject"],
+            "last_error": row["last_error"]}
+
+
 # -- routes ---------------------------------------------------------------------------------------
 @bp.route("", methods=["POST"])
 @bp.arguments(SubscriptionCreateSchema)
 @bp.response(201, SubscriptionCreatedSchema)
 def create_subscription(body):
     """Subscribe a URL to event types; the answer holds the signing secret, shown only this once."""
-    who = need(SCOPE)
+    who = policy.current().caller
     settings = ctx().settings
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
@@ -298,7 +308,7 @@ def _replay_idempotent(who, key: str, digest: str):
 @bp.response(200, SubscriptionListSchema)
 def list_subscriptions(query):
     """This client's subscriptions, oldest first."""
-    who = need(SCOPE)
+    who = policy.current().caller
     s = webhook_subscriptions
     stmt = select(s).where(s.c.client_id == who.client_id)
     after = _decode_cursor(query["cursor"])
@@ -319,7 +329,7 @@ def list_subscriptions(query):
 @bp.route("/<sub_id>", methods=["GET"])
 @bp.response(200, SubscriptionSchema)
 def get_subscription(sub_id):
-    who = need(SCOPE)
+    who = policy.current().caller
     with ctx().db.session() as session:
         row = _own(session, sub_id, who.client_id)
         payload = _json(row, _pending(session, sub_id))
@@ -330,7 +340,7 @@ def get_subscription(sub_id):
 @bp.response(204)
 def delete_subscription(sub_id):
     """Stop the subscription and forget it, with its deliveries and their attempts."""
-    who = need(SCOPE)
+    who = policy.current().caller
     with ctx().db.session() as session:
         _own(session, sub_id, who.client_id, for_update=True)
         session.execute(delete(webhook_attempts).where(webhook_attempts.c.subscription_id == sub_id))
@@ -345,7 +355,7 @@ def delete_subscription(sub_id):
 def list_deliveries(query, sub_id):
     """Every delivery, newest first, each with every attempt made (time, status code or error,
     duration, when the next attempt is due)."""
-    who = need(SCOPE)
+    who = policy.current().caller
     d, a = webhook_deliveries, webhook_attempts
     stmt = select(d).where(d.c.subscription_id == sub_id)
     if query["status"]:
@@ -368,11 +378,14 @@ def list_deliveries(query, sub_id):
                     "attempt": at["attempt"], "at": _t(at["at"]), "outcome": at["outcome"],
                     "status_code": at["status_code"], "error": at["error"], "duration_ms": at["duration_ms"],
                     "next_attempt_at": _t(at["next_attempt_at"]), "response": at["response"]})
+        seen = policy.Visibility.of(session, who, {r["subject"] for r in page})
+    shown = {r["id"] for r in page if r["status"] != "withheld" and seen.allows(r["subject"], service_of(r["type"]))}
+    also_audit(r["subject"] for r in page if r["id"] in shown)  # the people this page names
     items = [{
-        "id": r["id"], "event_id": r["event_id"], "type": r["type"], "subject": r["subject"],
+        "id": r["id"], **(_what(r) if r["id"] in shown else WITHHELD),
         "cursor": feed_cursor(r["position"]), "replay": r["replay"], "status": r["status"],
         "attempt_count": r["attempts"], "next_attempt_at": _t(r["next_attempt_at"]),
-        "last_status_code": r["last_status_code"], "last_error": r["last_error"],
+        "last_status_code": r["last_status_code"],
         "created_at": _t(r["created_at"]), "delivered_at": _t(r["delivered_at"]),
         "attempts": attempts.get(r["id"], []),
     } for r in page]
@@ -386,7 +399,7 @@ def list_deliveries(query, sub_id):
 def replay(body, sub_id):
     """Re-enable the subscription, resend every pending delivery now, and (with ``after``) send again
     every matching event after that change-log cursor. The dispatcher does the work."""
-    who = need(SCOPE)
+    who = policy.current().caller
     after = None if body["after"] is None else _position(body["after"])
     s, d = webhook_subscriptions, webhook_deliveries
     at = now()

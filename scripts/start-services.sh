@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the local RabbitMQ and PostgreSQL the suite needs, if they are installed and stopped.
+# Start the local RabbitMQ, PostgreSQL and Redis the suite needs, if they are installed and stopped.
 # If one is not installed, say so and fail: the suite never skips for a missing service.
 set -u
 up() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
@@ -19,5 +19,13 @@ if ! up 5672; then
     wait_port 5672 || { echo "RabbitMQ did not come up on 127.0.0.1:5672" >&2; exit 1; }
   else
     echo "RabbitMQ is not installed (apt-get install rabbitmq-server); the suite needs it on 127.0.0.1:5672" >&2; exit 1
+  fi
+fi
+if ! up 6379; then
+  if command -v redis-server >/dev/null; then
+    echo "starting Redis"; redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    wait_port 6379 || { echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
+  else
+    echo "Redis is not installed (apt-get install redis-server); the suite needs it on 127.0.0.1:6379" >&2; exit 1
   fi
 fi

@@ -10,7 +10,9 @@ from harness import Platform
 HOW_TO_START = {
     "PostgreSQL (127.0.0.1:5432)": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
     "RabbitMQ (127.0.0.1:5672)": "rabbitmq-server -detached",
+    "Redis (127.0.0.1:6379)": "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
 }
+PORTS = {"PostgreSQL (127.0.0.1:5432)": 5432, "RabbitMQ (127.0.0.1:5672)": 5672, "Redis (127.0.0.1:6379)": 6379}
 
 
 def _reachable(port: int) -> bool:
@@ -22,8 +24,7 @@ def _reachable(port: int) -> bool:
 
 
 def pytest_sessionstart(session):
-    missing = [name for name, port in (("PostgreSQL (127.0.0.1:5432)", 5432), ("RabbitMQ (127.0.0.1:5672)", 5672))
-               if not _reachable(port)]
+    missing = [name for name, port in PORTS.items() if not _reachable(port)]
     if missing:
         lines = "\n".join(f"  {m}: start it with `{HOW_TO_START[m]}`" for m in missing)
         pytest.exit(f"The suite needs real services that are not running:\n{lines}\n"

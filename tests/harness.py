@@ -149,6 +149,12 @@ class Platform:
         wait_for(consumer.ready.is_set, message="the gateway consumer to be ready")
         return consumer
 
+    def stop_thread_server(self, name: str):
+        """Stop a web server running in this process (to serve its port from a real process)."""
+        server = self.servers.pop(name)
+        server.stop()
+        server.server.app.extensions["coproduction"].db.dispose()
+
     def stop_thread(self, key: str):
         part, thread = self.threads.pop(key)
         part.stop()
@@ -166,19 +172,18 @@ class Platform:
         return self
 
     # -- as real processes -----------------------------------------------------------------
-    def spawn(self, key: str, *argv: str, port: int | None = None) -> subprocess.Popen:
-        env = dict(os.environ, **self.env)
+    def spawn(self, key: str, *argv: str, port: int | None = None, env: dict | None = None) -> subprocess.Popen:
+        env = {**os.environ, **self.env, "WEB_WORKERS": "1", **(env or {})}
         if port:
             env["PORT"] = str(port)
-        env["WEB_WORKERS"] = "1"
         log = open(self.var / f"{key}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env, cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT)
         self.procs[key] = proc
         return proc
 
-    def spawn_web(self, name: str):
-        proc = self.spawn(name + "-web", "serve", name, port=self.ports[name])
+    def spawn_web(self, name: str, env: dict | None = None):
+        proc = self.spawn(name + "-web", "serve", name, port=self.ports[name], env=env)
         wait_for(lambda: requests.get(f"http://127.0.0.1:{self.ports[name]}/healthz", timeout=1).ok,
                  timeout=30, message=f"{name} web")
         return proc
@@ -206,7 +211,15 @@ class Platform:
             headers.setdefault("Authorization", f"Bearer {self.tokens[role]}")
         return self.http.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
-    def portfolio_shows(self, nhs: str, predicate, role: str = "hospital", timeout: float = 20):
+    def admit(self, nhs: str, role: str = "hospital", kind: str = "admission") -> dict:
+        """Give the role's organisation a care relationship with the person: a hospital admission
+        (or, with kind="emergency", emergency access), as a client declares one."""
+        body = {"kind": kind, "reason": "Admitted through the emergency department", "encounter_id": "ADM-1"}
+        r = self.call(role, "POST", f"/v1/people/{nhs}/relationships", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def portfolio_shows(self, nhs: str, predicate, role: str = "admin", timeout: float = 20):
         def check():
             r = self.call(role, "GET", f"/v1/people/{nhs}/portfolio")
             return r.json() if r.status_code == 200 and predicate(r.json()) else None

@@ -22,16 +22,31 @@ from harness import ROOT, free_port, wait_for
 INFRA = {"postgres", "rabbitmq"}
 
 
+#: what a site puts in its .env: compose refuses to start without the secrets
+SITE_ENV = {"SERVICE_TOKEN_SECRET": "compose-test-service-token-" + "s" * 40,
+            "SESSION_SECRET": "compose-test-session-secret-" + "t" * 40}
+
+
+def compose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.endswith("_SECRET")}
+    return subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), *args], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(environ, **(SITE_ENV if env is None else env)))
+
+
 def compose_config() -> dict:
-    out = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "config"], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = compose("config")
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
 
 
+def test_compose_refuses_to_start_without_the_secrets():
+    for missing in SITE_ENV:
+        out = compose("config", "-q", env={k: v for k, v in SITE_ENV.items() if k != missing})
+        assert out.returncode != 0 and f"set {missing}" in out.stderr, (missing, out.stderr)
+
+
 def test_compose_file_is_valid_and_complete():
-    out = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = compose("config", "-q")
     assert out.returncode == 0, out.stderr
     services = compose_config()["services"]
     for name in ("plans", "budgets", "decisions", "groups"):

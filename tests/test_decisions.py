@@ -50,9 +50,16 @@ def decision_body(priority_id: str | None = None, nhs: str = NHS) -> dict:
     }
 
 
+def admitted(p):
+    """The hospital has declared both people's admissions (its care relationship with them)."""
+    for nhs in (NHS, OTHER_NHS):
+        p.admit(nhs)
+    return p
+
+
 @pytest.fixture
 def platform(make_platform):
-    return make_platform(services=("plans", "decisions")).start()
+    return admitted(make_platform(services=("plans", "decisions")).start())
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +68,7 @@ def refusing(tmp_path_factory):
     from harness import Platform
     p = Platform(tmp_path_factory.mktemp("refusing"), services=("plans", "decisions"))
     try:
-        yield p.start()
+        yield admitted(p.start())
     finally:
         p.stop()
 
@@ -260,7 +267,8 @@ def test_supersede_by_new_decision_or_endpoint_and_never_record_a_superseded_one
     assert platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"1"'},
                          json=record).status_code == 200
 
-    # revisit at the GP practice: a new decision superseding the first, carried over where not given
+    # revisit at the GP practice (which holds his plan): a new decision superseding the first
+    assert platform.call("gp", "POST", "/v1/plans", json=PLAN).status_code == 201
     r = platform.call("gp", "POST", url + "/supersede", json={"reason": "Revisited at GP review"})
     assert r.status_code == 428
     r = platform.call("gp", "POST", url + "/supersede", headers={"If-Match": '"2"'},
@@ -343,6 +351,8 @@ def test_list_pages_filters_idempotency_and_scopes(platform):
     assert platform.call("community", "POST", "/v1/decisions", json=decision_body()).status_code == 403
     assert platform.call("community", "GET", f"/v1/decisions/{made[0]['id']}").status_code == 403
     assert platform.call("social_care", "POST", "/v1/decisions", json=decision_body()).status_code == 403
+    assert platform.call("gp", "GET", f"/v1/decisions/{made[0]['id']}").status_code == 403  # no relationship
+    assert platform.call("gp", "POST", "/v1/plans", json=PLAN).status_code == 201  # now it holds his plan
     assert platform.call("gp", "GET", f"/v1/decisions/{made[0]['id']}").status_code == 200
     assert platform.call("gp", "GET", "/v1/decisions/not-a-uuid").status_code == 404
     wait_for(lambda: stored_decisions(platform)[1] == 5, message="five decisions in the outbox")

@@ -87,7 +87,7 @@ def test_relay_crash_between_publish_and_commit_delivers_once(make_platform):
     counts = gateway_counts(platform)
     assert counts == {"aggregates": 5, "change_log": 5, "inbox": 5}, counts
     for number in people:
-        doc = platform.call("hospital", "GET", f"/v1/people/{number}/portfolio").json()
+        doc = platform.call("gp", "GET", f"/v1/people/{number}/portfolio").json()
         assert len(doc["priorities"]) == 1 and len(doc["timeline"]) == 1
 
 

@@ -60,8 +60,8 @@ def test_demo_stops_with_a_clear_message_when_a_service_is_not_up(make_platform,
     err = capsys.readouterr().err
     assert "community: Expert Patients course: the groups service is not up or not ready" in err
     assert "run the demo again" in err
-    # it stopped there: nothing after the course was attempted
-    doc = platform.call("hospital", "GET", f"/v1/people/{NHS}/portfolio").json()
+    # it stopped there: nothing after the course was attempted (the GP practice holds his plan)
+    doc = platform.call("gp", "GET", f"/v1/people/{NHS}/portfolio").json()
     assert doc["plan"]["status"] == "active" and doc["decisions"] == [] and doc["budget"] is None
 
 

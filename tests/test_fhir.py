@@ -294,6 +294,7 @@ def make_plan(platform, nhs: str, agree: bool = True) -> dict:
 def test_a_plans_fhir_validates_and_round_trips(platform):
     nhs = new_nhs()
     plan = make_plan(platform, nhs)
+    platform.admit(nhs)
     r = platform.call("hospital", "GET", f"/v1/plans/{plan['id']}/fhir")
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("application/fhir+json") and r.headers["ETag"] == '"2"'
@@ -355,6 +356,7 @@ def test_withheld_plans_are_left_out_and_said_so(platform):
     platform.portfolio_shows(nhs, lambda d: d["plan"] and d["plan"]["version"] == 2)
     r = platform.call("admin", "PUT", f"/v1/people/{nhs}/sharing", json={"withhold": {"hospital": ["plans"]}})
     assert r.status_code == 200, r.text
+    platform.admit(nhs)
     r = platform.call("hospital", "GET", f"/v1/people/{nhs}/fhir")
     assert r.status_code == 200, r.text
     by_type = validate(r.json())

@@ -45,8 +45,8 @@ def platform(tmp_path_factory):
         p.start()
         from gateway import clients
         db = p.database("gateway")
-        for name in ("gp_a", "gp_b"):
-            _id, p.tokens[name] = clients.create(db, f"practice {name}", f"A8100{name[-1]}", "gp")
+        for name in ("gp_a", "gp_b"):  # two GP systems of one practice: both hold its patients' plans
+            _id, p.tokens[name] = clients.create(db, f"practice system {name}", "A81001", "gp")
         _id, p.tokens["no_portfolio"] = clients.create(db, "no portfolio", "X1", "gp", without=["portfolio:read"])
         db.dispose()
         yield p
@@ -122,15 +122,15 @@ def test_two_gp_clients_update_the_same_plan_at_once_and_nothing_is_lost(platfor
                           json={"conditions": r.json()["conditions"] + [f"{loser} round {n}"]})
         assert r.status_code == 200, r.text
 
-    final = platform.call("gp", "GET", f"/v1/plans/{pid}").json()
+    final = platform.call("gp_a", "GET", f"/v1/plans/{pid}").json()
     assert final["version"] == 2 + 2 * rounds
     assert sorted(final["conditions"]) == sorted(["type 2 diabetes"] + [f"{w} round {n}" for n in range(rounds)
                                                                          for w in ("gp_a", "gp_b")])
-    versions = platform.call("gp", "GET", f"/v1/plans/{pid}/versions").json()["items"]
+    versions = platform.call("gp_a", "GET", f"/v1/plans/{pid}/versions").json()["items"]
     assert [v["version"] for v in versions] == list(range(1, final["version"] + 1))
     # and every version reaches the feed once, in order
     events = wait_for(lambda: (lambda e: e if len(e) == final["version"] else None)(
-        read_feed(platform, f"/v1/people/{nhs}/changes")[0]), message="every version in the feed")
+        read_feed(platform, f"/v1/people/{nhs}/changes", role="gp_a")[0]), message="every version in the feed")
     assert [e["aggregateversion"] for e in events] == list(range(1, final["version"] + 1))
     assert sorted(events[-1]["data"]["conditions"]) == sorted(final["conditions"])
 
@@ -208,6 +208,9 @@ def test_paging_the_feed_while_writes_continue_gets_every_change_once_in_order(p
     assert [e["id"] for e in whole[:len(seen)]] == ids
     # and each person's own feed is the global one, filtered to them, in the same order
     for nhs in people:
+        if not any(e["subject"] == nhs for e in whole):  # nobody wrote for them: the practice holds nothing
+            assert platform.call("gp", "GET", f"/v1/people/{nhs}/changes").status_code == 403
+            continue
         person, _ = read_feed(platform, f"/v1/people/{nhs}/changes", limit=2)
         assert [e["id"] for e in person] == [e["id"] for e in whole if e["subject"] == nhs]
 
@@ -230,11 +233,13 @@ def test_the_feed_filters_respects_consent_and_refuses_what_it_did_not_give(plat
     assert items == []
     # at the end, the cursor stays put and nothing repeats
     r = platform.call("gp", "GET", "/v1/changes", params={"after": end})
-    assert r.json() == {"items": [], "next_cursor": end, "has_more": False}
+    assert r.json() == {"items": [], "next_cursor": end, "has_more": False, "withheld": 0}
 
     # the person withholds plans from hospitals: the hospital's feed leaves them out, cursor moves on
     r = platform.call("admin", "PUT", f"/v1/people/{private}/sharing", json={"withhold": {"hospital": ["plans"]}})
     assert r.status_code == 200, r.text
+    for person in (shared, private):  # the hospital has both admitted: its care relationship with them
+        platform.admit(person)
     items, _ = read_feed(platform, role="hospital", after=start)
     assert {e["subject"] for e in items} == {shared} and len(items) == 3
     items, _ = read_feed(platform, f"/v1/people/{private}/changes", role="hospital")
@@ -275,10 +280,10 @@ def run_example(platform, state, *args, role: str = "gp_a") -> list[dict]:
 def test_the_example_gp_client_pulls_from_its_cursor_and_pushes_with_if_match(platform, tmp_path):
     state = tmp_path / "practice-a"
     nhs = new_nhs()
-    _, head = read_feed(platform)
+    _, head = read_feed(platform, role="gp_a")
     plan = agree(platform, create(platform, nhs, role="gp_b"), role="gp_b")
     pid = plan["id"]
-    wait_for(lambda: len(read_feed(platform, after=head)[0]) == 2, message="the plan's events in the feed")
+    wait_for(lambda: len(read_feed(platform, role="gp_a", after=head)[0]) == 2, message="the plan's events in the feed")
 
     lines = run_example(platform, state)
     pulled = [line for line in lines if "pulled" in line]
@@ -294,7 +299,7 @@ def test_the_example_gp_client_pulls_from_its_cursor_and_pushes_with_if_match(pl
     r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"2"'},
                       json={"conditions": ["type 2 diabetes", "hypertension"]})
     assert r.status_code == 200, r.text
-    wait_for(lambda: any(e["aggregateversion"] == 3 for e in read_feed(platform, f"/v1/people/{nhs}/changes")[0]),
+    wait_for(lambda: any(e["aggregateversion"] == 3 for e in read_feed(platform, f"/v1/people/{nhs}/changes", role="gp_a")[0]),
              message="version 3 in the feed")
     review = (date.today() + timedelta(days=90)).isoformat()
     lines = run_example(platform, state, "--revise", pid, "--set", f"next_review_date={review}",
@@ -311,19 +316,19 @@ def test_the_example_gp_client_pulls_from_its_cursor_and_pushes_with_if_match(pl
     assert [line for line in lines if "conflict" in line] == [
         {"conflict": pid, "sent_if_match": 4, "now": '"5"'}]
     assert [line for line in lines if "pushed" in line] == [{"pushed": pid, "version": 6, "retries": 1}]
-    final = platform.call("gp", "GET", f"/v1/plans/{pid}").json()
+    final = platform.call("gp_a", "GET", f"/v1/plans/{pid}").json()
     assert final["conditions"] == ["type 2 diabetes", "hypertension"] and final["next_review_date"] == review
     assert final["actions"][0]["text"] == "Walk 20 minutes after lunch"
     assert final["care_coordinator"] == "Nurse B Jones"
-    versions = platform.call("gp", "GET", f"/v1/plans/{pid}/versions").json()["items"]
+    versions = platform.call("gp_a", "GET", f"/v1/plans/{pid}/versions").json()["items"]
     assert versions[3]["reason"] == "Reviewed at practice A"
 
     # across every run, each change was pulled exactly once
-    wait_for(lambda: len(read_feed(platform, f"/v1/people/{nhs}/changes")[0]) == 6, message="six versions")
+    wait_for(lambda: len(read_feed(platform, f"/v1/people/{nhs}/changes", role="gp_a")[0]) == 6, message="six versions")
     lines = run_example(platform, state)
     all_ids = first_ids + [p["id"] for p in lines if "pulled" in p]
     assert len(all_ids) == len(set(all_ids))
-    feed_ids = [e["id"] for e in read_feed(platform, after=None, types="plan.*")[0]]
+    feed_ids = [e["id"] for e in read_feed(platform, role="gp_a", after=None, types="plan.*")[0]]
     ours = [i for i in feed_ids if i in set(all_ids)]
     assert ours == [i for i in all_ids if i in set(feed_ids)]
     local = json.loads((state / "plans.json").read_text())[pid]

@@ -262,6 +262,9 @@ def page_views(site, client_id: str) -> list[dict]:
 def test_sessions_are_signed_http_only_and_end_when_the_client_is_revoked(site):
     db = site.database("gateway")
     client_id, token = clients.create(db, "Ward 7 nurses' station", "RX1", "hospital")
+    r = site.call(None, "POST", f"/v1/people/{NHS}/relationships", headers={"Authorization": f"Bearer {token}"},
+                  json={"kind": "admission", "encounter_id": "RX1-ADM-7", "reason": "Admitted to ward 7 overnight"})
+    assert r.status_code == 201, r.text
     try:
         r = requests.get(site.url + f"/people/{NHS}", allow_redirects=False)
         assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=")
@@ -294,9 +297,12 @@ def test_sessions_are_signed_http_only_and_end_when_the_client_is_revoked(site):
         assert views[-1]["outcome"] == "allowed" and views[-1]["scope"] == "portfolio:read"
         assert views[-1]["org"] == "RX1"
 
-        # a refused view is audited too (an NHS number with no portfolio: 404)
+        # a refused view is audited too (someone the ward has no care relationship with: 403)
         other = with_check_digit("943476592") or with_check_digit("943476593")
-        assert s.get(site.url + f"/people/{other}").status_code == 404
+        r = s.get(site.url + f"/people/{other}")
+        assert r.status_code == 403 and "no care relationship" in r.text
+        refused = site.call("admin", "GET", "/v1/audit", params={"nhs_number": other}).json()["items"]
+        assert [(a["client_id"], a["outcome"]) for a in refused] == [(client_id, "refused")]
         assert s.get(site.url + "/people/1234567890").status_code == 422
 
         # logout needs the form's CSRF token; with it the session ends

@@ -142,7 +142,8 @@ def test_a_plan_lives_its_whole_life_through_the_gateway(platform):
         assert r.status_code == 409, r.text
         assert "completed is final" in r.json()["detail"]
 
-    # every version stays readable
+    # every version stays readable (by a hospital too, once it has declared his admission)
+    platform.admit(nhs)
     r = platform.call("hospital", "GET", f"/v1/plans/{pid}/versions")
     assert r.status_code == 200, r.text
     versions = r.json()["items"]
@@ -345,6 +346,7 @@ def test_a_retried_create_returns_the_first_plan(platform):
 def test_a_persons_plans_are_listed_in_pages(platform):
     nhs = new_nhs()
     ids = [create(platform, nhs)["id"] for _ in range(3)]
+    platform.admit(nhs)
     r = platform.call("hospital", "GET", "/v1/plans", params={"nhs_number": nhs, "limit": 2})
     assert r.status_code == 200 and [p["id"] for p in r.json()["items"]] == ids[:2]
     r2 = platform.call("hospital", "GET", "/v1/plans",

@@ -148,7 +148,7 @@ def test_several_gateway_consumers_share_the_queue_and_agree(make_platform):
     wait_for(lambda: gateway_counts(platform)["change_log"] == 80, timeout=60, message="all applied")
     assert gateway_counts(platform) == {"aggregates": 40, "change_log": 80, "inbox": 80}
     for number in people:
-        doc = platform.call("hospital", "GET", f"/v1/people/{number}/portfolio").json()
+        doc = platform.call("gp", "GET", f"/v1/people/{number}/portfolio").json()
         assert doc["plan"]["status"] == "active" and doc["plan"]["version"] == 2 and len(doc["timeline"]) == 2
     both = [platform.log("consumer-a").count("applied plan."), platform.log("consumer-b").count("applied plan.")]
     assert sum(both) >= 80 and min(both) > 0, both  # both took a share of the work

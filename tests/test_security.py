@@ -20,6 +20,8 @@ NHS = "9434765919"
 OTHER = with_check_digit("943476592")
 ROLE_NAMES = list(ROLES)
 
+COURSE = {"programme": "expert_patients", "title": "Living well with diabetes", "sessions": 6,
+          "starts_on": "2027-04-09", "capacity": 12, "tutors": [{"name": "Sam Lee", "role": "lay_tutor"}]}
 PLAN = {"nhs_number": NHS, "priorities": [{"text": "Keep my allotment going", "category": "learning_and_hobbies"}]}
 
 
@@ -39,11 +41,23 @@ def allowed(role, scope):
 def seeded(make_platform):
     """Every service running, so each route answers for itself."""
     platform = make_platform(services=("plans", "budgets", "decisions", "groups")).start()
-    r = platform.call("gp", "POST", "/v1/plans", json=PLAN)
+    r = platform.call("gp", "POST", "/v1/plans", json=PLAN)  # the GP practice holds the plan
     assert r.status_code == 201
     plan = r.json()
+    give_every_role_a_relationship(platform, NHS)
     platform.portfolio_shows(NHS, lambda d: d["plan"])
     return platform, plan
+
+
+def give_every_role_a_relationship(platform, nhs):
+    """The hospital declares an admission, social care uses emergency access, and the course
+    provider enrols the person, so each role meets only its scopes on the routes below."""
+    platform.admit(nhs, "hospital")
+    platform.admit(nhs, "social_care", kind="emergency")
+    course = platform.call("community", "POST", "/v1/courses", json=COURSE).json()
+    r = platform.call("community", "POST", f"/v1/courses/{course['id']}/enrolments",
+                      json={"nhs_number": nhs, "referral_source": "self", "priorities": []})
+    assert r.status_code == 201, r.text
 
 
 def routes(plan_id):
@@ -147,7 +161,8 @@ def test_every_access_is_audited_once_and_the_chain_verifies(seeded):
         (None, "GET", f"/v1/people/{NHS}/portfolio", None, 401),
         ("gp", "GET", f"/v1/plans?nhs_number={NHS}", None, 200),
         ("gp", "GET", f"/v1/plans/{plan['id']}", None, 200),
-        ("hospital", "GET", f"/v1/people/{OTHER}/portfolio", None, 404),
+        ("admin", "GET", f"/v1/people/{OTHER}/portfolio", None, 404),  # nobody's portfolio yet
+        ("hospital", "GET", f"/v1/people/{OTHER}/portfolio", None, 403),  # no care relationship
     ]
     for role, method, path, body, status in calls:
         r = platform.call(role, method, path, json=body, headers={"X-Purpose": "admission"})
@@ -156,7 +171,8 @@ def test_every_access_is_audited_once_and_the_chain_verifies(seeded):
     rows = _audit_rows(platform)[before:]
     assert len(rows) == len(calls)
     assert [r["status"] for r in rows] == [c[4] for c in calls]
-    assert [r["outcome"] for r in rows] == ["allowed", "refused", "refused", "allowed", "allowed", "failed"]
+    assert [r["outcome"] for r in rows] == ["allowed", "refused", "refused", "allowed", "allowed", "failed",
+                                            "refused"]
     assert rows[0]["purpose"] == "admission" and rows[0]["role"] == "hospital" and rows[0]["scope"] == "portfolio:read"
     assert rows[4]["nhs_number"] == NHS  # learned from the plan the service returned
     log = platform.call("gp", "GET", f"/v1/people/{NHS}/access-log").json()["items"]
@@ -186,7 +202,7 @@ def test_clients_command_prints_the_token_last_and_stores_only_its_hash(platform
     assert out.returncode == 0, out.stderr
     token = out.stdout.split()[-1]
     r = platform.call(None, "GET", f"/v1/people/{NHS}/priorities", headers={"Authorization": f"Bearer {token}"})
-    assert r.status_code == 404  # authenticated; nobody has a portfolio yet
+    assert r.status_code == 403  # authenticated (not a 401); it has no care relationship with anyone yet
     db = platform.database("gateway")
     with db.session() as s:
         stored = " ".join(str(v) for row in s.execute(text("SELECT * FROM clients")).all() for v in row)
@@ -223,12 +239,12 @@ def test_oversized_bodies_get_413_even_when_chunked(platform):
 
 def test_rate_limit_answers_429_with_retry_after(make_platform):
     platform = make_platform(extra_env={"RATE_LIMIT": "5 per minute"}).start()
-    statuses = [platform.call("hospital", "GET", f"/v1/people/{NHS}/priorities").status_code for _ in range(7)]
+    statuses = [platform.call("admin", "GET", f"/v1/people/{NHS}/priorities").status_code for _ in range(7)]
     assert statuses[:5] == [404] * 5 and statuses[5:] == [429, 429]
-    r = platform.call("hospital", "GET", f"/v1/people/{NHS}/priorities")
+    r = platform.call("admin", "GET", f"/v1/people/{NHS}/priorities")
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert r.headers["Content-Type"] == "application/problem+json"
-    assert platform.call("gp", "GET", f"/v1/people/{NHS}/priorities").status_code == 404  # another client
+    assert platform.call("gp", "GET", f"/v1/people/{NHS}/priorities").status_code == 403  # another client: not 429
     assert platform.call(None, "GET", "/readyz").status_code == 200
 
 

@@ -137,3 +137,37 @@ def test_changes_made_while_the_subscriber_is_stopped_wait_in_its_durable_queue(
         assert [i["description"] for i in added] == ["Swimming lessons"]
     finally:
         assert again.stop() == 0
+
+
+def test_a_systems_broker_user_binds_only_the_event_types_its_role_may_read(platform):
+    """`coproduction broker-permissions`: RabbitMQ itself refuses a social care system's queue a
+    binding to decision events (social care may not read decisions), or to everything."""
+    import shlex
+
+    import pika
+    prefix = platform.env["BUS_PREFIX"]
+    user, password = f"care-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "broker-permissions", "--role", "social_care",
+                          "--user", user, "--prefix", prefix], env=dict(os.environ, **platform.env), cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    subprocess.run(["rabbitmqctl", "-q", "add_user", user, password], check=True, capture_output=True)
+    try:
+        for line in out.stdout.splitlines():
+            subprocess.run(shlex.split(line), check=True, capture_output=True)
+        params = pika.URLParameters(f"amqp://{user}:{password}@127.0.0.1:5672/%2F")
+        exchange, queue = f"{prefix}coproduction.events", f"{prefix}social_care.allowed"
+        with pika.BlockingConnection(params) as conn:
+            channel = conn.channel()
+            channel.queue_declare(queue, durable=False, auto_delete=True)
+            channel.queue_bind(queue, exchange, "budget.#")
+            channel.queue_bind(queue, exchange, "plan.created")
+            for key in ("decision.#", "#", "group.enrolled"):
+                channel = conn.channel()
+                with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+                    channel.queue_bind(queue, exchange, key)
+                assert refused.value.reply_code == 403, key
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:  # not its queue to read
+                conn.channel().basic_get(f"{prefix}gateway.portfolio")
+            assert refused.value.reply_code == 403
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", user], capture_output=True)

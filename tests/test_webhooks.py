@@ -58,9 +58,14 @@ _numbers = (nhs for nhs in map(with_check_digit, _prefixes) if nhs)
 
 
 @pytest.fixture
-def people():
-    """Two people of this test's own, so the shared change log holds nobody else's events for them."""
-    return next(_numbers), next(_numbers)
+def people(shared_platform):
+    """Two people of this test's own, so the shared change log holds nobody else's events for them;
+    the subscribing social care organisation has a care relationship with both (its emergency
+    access here: what it would hold through their budgets), or nothing would be sent to it."""
+    pair = next(_numbers), next(_numbers)
+    for nhs in pair:
+        shared_platform.admit(nhs, "social_care", kind="emergency")
+    return pair
 
 
 # -- a receiver ----------------------------------------------------------------------------------
@@ -621,7 +626,10 @@ def test_what_the_person_withholds_from_a_role_is_not_sent(platform, receiver, p
     wait_for(lambda: len(receiver.delivered()) == 1, message="B's event")
     log = wait_for(lambda: [d for d in deliveries(platform, sub["id"]) if d["status"] == "withheld"],
                    message="A's event withheld")
-    assert [d["subject"] for d in log] == [A] and log[0]["attempts"] == [] and "chosen not to share" in log[0]["last_error"]
+    # listed, never sent, and without what it would tell: whose it was, of what type, and why
+    assert len(log) == 1 and log[0]["attempts"] == []
+    assert (log[0]["subject"], log[0]["type"], log[0]["event_id"], log[0]["last_error"]) == (None, None, None, None)
+    assert A not in json.dumps(deliveries(platform, sub["id"]))
     assert [r["event"]["subject"] for r in receiver.requests] == [B]
 
 
@@ -721,6 +729,7 @@ def test_webhooks_on_the_embedded_defaults(make_platform, receiver):
     assert not platform.database("gateway").is_postgres
     start_dispatcher(platform)
     nhs = next(_numbers)
+    platform.admit(nhs, "social_care", kind="emergency")
     sub = subscribe(platform, receiver.url(), ["plan.*"])
     receiver.behave = lambda req: 500 if len(receiver.requests) < 2 else 200
     make_plan(platform, nhs)

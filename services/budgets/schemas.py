@@ -341,6 +341,8 @@ class BudgetListQuery(Schema):
 class BudgetListSchema(Schema):
     items = fields.List(fields.Nested(BudgetSchema))
     next_cursor = fields.String(allow_none=True)
+    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
+                                                   "because the caller may not see them (docs/access.md)"})
 
 
 class LineItemListSchema(Schema):

@@ -253,3 +253,5 @@ class DecisionListQuery(Schema):
 class DecisionListSchema(Schema):
     items = fields.List(fields.Nested(DecisionSchema))
     next_cursor = fields.String(allow_none=True)
+    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
+                                                   "because the caller may not see them (docs/access.md)"})

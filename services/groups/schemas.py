@@ -212,3 +212,5 @@ class EnrolmentSchema(Schema):
 class EnrolmentListSchema(Schema):
     items = fields.List(fields.Nested(EnrolmentSchema))
     next_cursor = fields.String(allow_none=True)
+    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
+                                                   "because the caller may not see them (docs/access.md)"})

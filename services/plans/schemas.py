@@ -275,6 +275,8 @@ class PlanListSchema(Schema):
     nhs_number = fields.String()
     items = fields.List(fields.Nested(PlanSchema))
     next_cursor = fields.String(allow_none=True)
+    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
+                                                   "because the caller may not see them (docs/access.md)"})
 
 
 class VersionSummarySchema(Schema):
