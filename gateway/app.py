@@ -5,7 +5,7 @@ from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
-from . import admission, api, routing, security, subscriptions
+from . import admission, api, audit_api, audit_keys, routing, security, subscriptions
 from . import changes, fhir
 from . import pages
 from .limits import init_limits
@@ -18,9 +18,10 @@ def database(settings: Settings) -> Database:
 
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env("gateway")
+    audit_keys.public_key()  # no tree-head routes without the audit log's key (ConfigurationError)
     db = database(settings)
     app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
-                     blueprints=[api.bp, api.audit_bp, admission.bp,
+                     blueprints=[api.bp, audit_api.bp, admission.bp,
                                  subscriptions.bp, changes.bp, fhir.bp], description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)
     pages.init_app(app)  # web pages, their session cookie, and the JSON site report

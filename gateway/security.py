@@ -14,7 +14,8 @@ from coproduction.nhs_number import is_valid
 from . import audit, clients
 from .models import sharing
 
-PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/docs", "/metrics", "/static/", "/login", "/favicon")
+PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/docs", "/metrics", "/static/", "/login", "/favicon",
+          "/v1/audit/public-key")
 PERSON_PATH = re.compile(r"^/v1/people/([^/]+)(/|$)")
 #: routes that hold people's data: every request to them is audited, even when refused before the
 #: person is known (then the record names the resource instead)
