@@ -22,6 +22,13 @@ from harness import ROOT, free_port, wait_for
 INFRA = {"postgres", "rabbitmq"}
 
 
+@pytest.fixture(autouse=True)
+def audit_signing_key(monkeypatch):
+    """What an operator puts in .env: compose hands it to the gateway and the audit sequencer."""
+    from harness import signing_key_pem
+    monkeypatch.setenv("AUDIT_SIGNING_KEY", signing_key_pem())
+
+
 def compose_config() -> dict:
     out = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "config"], capture_output=True,
                          text=True, cwd=ROOT)
@@ -36,7 +43,8 @@ def test_compose_file_is_valid_and_complete():
     services = compose_config()["services"]
     for name in ("plans", "budgets", "decisions", "groups"):
         assert {f"{name}-web", f"{name}-relay"} <= set(services)
-    assert {"gateway-web", "gateway-consumer", "gateway-deliver", "postgres", "rabbitmq"} <= set(services)
+    assert {"gateway-web", "gateway-consumer", "gateway-deliver", "gateway-audit-sequencer", "postgres",
+            "rabbitmq"} <= set(services)
     for name, svc in services.items():
         assert svc.get("restart") == "unless-stopped", name
         assert svc.get("stop_grace_period"), name
@@ -150,6 +158,11 @@ def test_every_service_of_compose_runs_a_full_scenario_and_stops_cleanly(compose
     queues = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", rewriter.tag, "name", "type"],
                             capture_output=True, text=True).stdout
     assert re.search(r"gateway\.portfolio\s+quorum", queues), queues
+
+    head = wait_for(lambda: (lambda resp: resp.json() if resp.status_code == 200 and resp.json()["tree_size"] > 0
+                             else None)(requests.get(f"{base}/v1/audit/tree-head", headers=auth, timeout=5)),
+                    timeout=30, message="the audit sequencer's first signed tree head")
+    assert len(head["signature"]) == 128 and head["public_key"] == "/v1/audit/public-key"
 
     for name, proc in procs.items():
         proc.send_signal(signal.SIGTERM)
