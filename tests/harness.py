@@ -187,10 +187,11 @@ class Platform:
 
     # -- as real processes -----------------------------------------------------------------
     def spawn(self, key: str, *argv: str, port: int | None = None, env: dict | None = None) -> subprocess.Popen:
-        env = dict(os.environ, **self.env, **(env or {}))
+        extra = env or {}
+        env = dict(os.environ, **self.env, WEB_WORKERS="1")
+        env.update(extra)
         if port:
             env["PORT"] = str(port)
-        env["WEB_WORKERS"] = "1"
         log = open(self.var / f"{key}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env, cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT)
