@@ -185,6 +185,7 @@ def leaf_hashes(query):
 
 
 @bp.route("/public-key")
+@bp.doc(security=[])  # public: anyone checking a signed head needs it
 @bp.alt_response(200, schema=ma.Schema.from_dict({"key_id": ma.fields.String(), "algorithm": ma.fields.String(),
                                                    "pem": ma.fields.String(), "jwk": ma.fields.Dict()},
                                                   name="PublicKey")(),
