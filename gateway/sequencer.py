@@ -42,7 +42,7 @@ class Sequencer:
                  interval: float | None = None):
         self.db = db
         self.key = key
-        self.batch = batch or int(os.environ.get("AUDIT_BATCH", "5000"))
+        self.batch = batch or int(os.environ.get("AUDIT_BATCH", "1000"))
         self.interval = interval if interval is not None else int(os.environ.get("AUDIT_POLL_MS", "100")) / 1000
         self.stopping = threading.Event()
         self.ready = threading.Event()
@@ -64,11 +64,8 @@ class Sequencer:
             for row in rows:
                 nodes += tree.append(audit.leaf_hash_of(row))
             if rows:
-                session.execute(update(audit_log).where(audit_log.c.id == bindparam("rid"))
-                                .values(leaf_index=bindparam("leaf")),
-                                [{"rid": r["id"], "leaf": size + i} for i, r in enumerate(rows)])
-                session.execute(audit_tree_nodes.insert(),
-                                [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+                self._assign(session, [r["id"] for r in rows], size)
+                self._store(session, nodes)
             # a head's time never goes backwards, even if the clock does
             stamp = max(_now_ms(), head.timestamp if head else 0)
             signed = TreeHead(tree.size, stamp, tree.root()).signed_with(self.key)
@@ -79,6 +76,28 @@ class Sequencer:
             SEQUENCED.inc(len(rows))
             BATCH_SECONDS.observe(time.monotonic() - started)
         return len(rows)
+
+    def _assign(self, session, ids: list[int], first_leaf: int) -> None:
+        """Leaf indexes first_leaf, first_leaf + 1, ... to the records ``ids``, in that order."""
+        if self.db.is_postgres:  # one statement for the whole batch
+            session.execute(text(
+                "UPDATE audit_log SET leaf_index = v.leaf FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id, "
+                "unnest(CAST(:leaves AS bigint[])) AS leaf) AS v WHERE audit_log.id = v.id"),
+                {"ids": ids, "leaves": list(range(first_leaf, first_leaf + len(ids)))})
+        else:
+            session.execute(update(audit_log).where(audit_log.c.id == bindparam("rid"))
+                            .values(leaf_index=bindparam("leaf")),
+                            [{"rid": rid, "leaf": first_leaf + i} for i, rid in enumerate(ids)])
+
+    def _store(self, session, nodes: list[tuple[int, int, bytes]]) -> None:
+        if self.db.is_postgres:  # one statement, however many subtrees
+            levels, indexes, hashes = zip(*nodes)
+            session.execute(text(
+                "INSERT INTO audit_tree_nodes (level, idx, hash) SELECT * FROM unnest(CAST(:levels AS smallint[]), "
+                "CAST(:indexes AS bigint[]), CAST(:hashes AS bytea[]))"),
+                {"levels": list(levels), "indexes": list(indexes), "hashes": list(hashes)})
+        else:
+            session.execute(audit_tree_nodes.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
 
     def run(self) -> None:
         log.info("audit sequencer started (batches of up to %d, polling every %.0f ms)",
