@@ -233,3 +233,24 @@ def test_no_gateway_and_no_sequencer_without_a_usable_signing_key(make_platform,
     monkeypatch.delenv("AUDIT_SIGNING_KEY")
     with pytest.raises(ConfigurationError, match="AUDIT_SIGNING_KEY"):
         create_app(platform.settings("gateway"))
+
+
+def test_an_access_whose_record_cannot_be_written_is_not_answered(make_platform, monkeypatch):
+    """The database fails at the audit INSERT (the read before it went through): 503, no data."""
+    from sqlalchemy.exc import OperationalError
+    from gateway import security
+    platform = make_platform().start()
+    assert platform.call("gp", "POST", "/v1/plans", json=PLAN).status_code == 201
+    platform.portfolio_shows(NHS, lambda d: d["plan"])
+    before = records(platform)
+
+    def database_gone(*_args, **_kwargs):
+        raise OperationalError("INSERT INTO audit_log", {}, ConnectionError("server closed the connection"))
+    monkeypatch.setattr(security.audit, "record", database_gone)
+    r = platform.call("hospital", "GET", f"/v1/people/{NHS}/portfolio")
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
+    assert "allotment" not in r.text and r.headers["Content-Type"] == "application/problem+json"
+    monkeypatch.undo()
+    assert records(platform) == before
+    assert platform.call("hospital", "GET", f"/v1/people/{NHS}/portfolio").status_code == 200
+    assert records(platform) == before + 1
