@@ -117,7 +117,9 @@ def _storable(text: str) -> str:
 
 
 def write_audit(response):
-    """after_request: one record per request that touched a person's data, allowed or refused."""
+    """after_request: one record per request that touched a person's data, allowed or refused.
+    The access decision may set ``g.audit_initiative``, ``g.audit_break_glass`` and
+    ``g.audit_relationship``; they go into the record (and its leaf in the signed log)."""
     nhs = g.get("audit_nhs")
     if nhs is None:
         nhs = _person_named_by_request()
@@ -130,7 +132,8 @@ def write_audit(response):
                      action=request.method, resource=_storable(request.full_path.rstrip("?")),
                      purpose=_storable(getattr(who, "purpose", None)
                                        or request.headers.get("X-Purpose", "direct care")),
-                     status=response.status_code)
+                     status=response.status_code, initiative=g.get("audit_initiative"),
+                     break_glass=g.get("audit_break_glass", False), relationship=g.get("audit_relationship"))
     db = ctx().db
     try:
         if db.is_postgres:  # in the request's transaction: its reads and its record, one commit

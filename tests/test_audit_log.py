@@ -102,6 +102,13 @@ def test_the_routes_name_bad_parameters_and_keep_to_their_scopes(make_platform):
     platform.start_sequencer()
     platform.call("community", "GET", "/v1/plans/00000000-0000-0000-0000-000000000000")  # names nobody
     platform.call("gp", "GET", f"/v1/people/{NHS}/portfolio")
+    from gateway import audit
+    db = platform.database("gateway")
+    with db.session() as s:  # what an emergency access under the access decision writes
+        audit.record(s, caller=Caller("c9", "A&E", "RX9", "hospital", ("portfolio:read",), "emergency care"),
+                     scope="portfolio:read", nhs_number=NHS, action="GET", resource=f"/v1/people/{NHS}/portfolio",
+                     purpose="emergency care", status=200, initiative="plans", break_glass=True,
+                     relationship="emergency")
     head = head_covering(platform, records(platform))
     size = head["tree_size"]
     log = platform.call("admin", "GET", "/v1/audit", params={"limit": 1000}).json()["items"]
@@ -140,6 +147,14 @@ def test_the_routes_name_bad_parameters_and_keep_to_their_scopes(make_platform):
     assert platform.call("admin", "GET", "/v1/audit/proof/inclusion", params={"seq": nobody["leaf_index"]}).status_code == 200
     hashes = platform.call("admin", "GET", "/v1/audit/leaf-hashes", params={"start": 0, "end": size}).json()
     assert hashes["leaf_hashes"][someone["leaf_index"]] == leaf_hash(leaf_of(someone)).hex()
+    [glass] = [i for i in platform.call("gp", "GET", f"/v1/people/{NHS}/access-log").json()["items"] if i["break_glass"]]
+    assert (glass["initiative"], glass["relationship"]) == ("plans", "emergency")
+    assert hashes["leaf_hashes"][glass["leaf_index"]] == leaf_hash(leaf_of(glass)).hex()  # all three in the leaf
+    assert leaf_hash(leaf_of(dict(glass, break_glass=False))).hex() != hashes["leaf_hashes"][glass["leaf_index"]]
+    with pytest.raises(ValueError, match="initiative"):
+        with db.session() as s:
+            audit.record(s, caller=None, scope=None, nhs_number=NHS, action="GET", resource="/x", purpose="p",
+                         status=200, initiative="everything")
 
 
 def test_a_backlog_is_sequenced_in_batches_exactly_once_even_by_two_sequencers(make_platform):
