@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,12 @@ class HttpSource:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
     def _get(self, path: str, **params) -> dict:
-        r = self.http.get(self.url + path, params=params, timeout=30)
+        for _attempt in range(10):  # a witness catching up pages through many leaves: wait out a rate limit
+            r = self.http.get(self.url + path, params=params, timeout=30)
+            if r.status_code not in (429, 503):
+                break
+            retry_after = r.headers.get("Retry-After", "1")
+            time.sleep(min(30.0, float(retry_after)) if retry_after.isdigit() else 1.0)
         if r.status_code == 404 and path.endswith("tree-head"):
             return {}
         if r.status_code != 200:
