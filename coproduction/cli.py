@@ -181,11 +181,13 @@ def _audit_verify(args, db) -> int:
         return 2
     for problem in report.problems:
         print(problem)
+    if report.more_problems:
+        print(f"... and {report.more_problems} more")
     against = (f"; checked against {len(witnessed.heads)} witnessed head(s)"
                + (" leaf by leaf" if witnessed.keeps_leaves else "")) if witnessed else ""
     if report.problems:
         print(report.summary())
-        print(f"audit log BROKEN: {len(report.problems)} problem(s){against}")
+        print(f"audit log BROKEN: {len(report.problems) + report.more_problems} problem(s){against}")
         return 1
     print(f"audit log verified: {report.leaves} leaves, {report.heads} signed heads, "
           f"{report.unsequenced} record(s) waiting to be sequenced{against}")

@@ -21,6 +21,7 @@ from . import audit, audit_tree, merkle
 from .models import audit_log, audit_tree_nodes
 
 CHUNK = 5000
+KEPT = 100  # problems described; past that only counted (one insertion early on moves every later leaf)
 
 
 @dataclass
@@ -29,11 +30,15 @@ class Report:
     heads: int = 0
     unsequenced: int = 0
     problems: list[str] = field(default_factory=list)
+    more_problems: int = 0
     first_bad_leaf: int | None = None
     first_bad_between: tuple[int, int] | None = None  # [lo, hi) when only localised
 
     def bad(self, leaf: int | None, message: str) -> None:
-        self.problems.append(message)
+        if len(self.problems) < KEPT:
+            self.problems.append(message)
+        else:
+            self.more_problems += 1
         if leaf is not None and (self.first_bad_leaf is None or leaf < self.first_bad_leaf):
             self.first_bad_leaf = leaf
 
@@ -101,8 +106,8 @@ def verify(session: Session, key, witnessed=None) -> Report:
         report.bad(expected, f"leaf {expected} is missing: the log holds {expected} leaves, the witness saw "
                              f"{witnessed_size}: records were removed")
     if latest < witnessed_size:
-        report.problems.append(f"the log's latest signed head ({latest}) is older than the witnessed head "
-                               f"({witnessed_size}): the log was rolled back")
+        report.bad(None, f"the log's latest signed head ({latest}) is older than the witnessed head "
+                         f"({witnessed_size}): the log was rolled back")
     if report.problems and report.first_bad_leaf is None and witness_heads:
         failed = min((s for s in witness_heads if s > last_good_witnessed), default=None)
         if failed is not None:
