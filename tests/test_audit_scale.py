@@ -98,7 +98,7 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
     sampler_conn.close()
 
     assert statuses == Counter({200: reads}), statuses
-    assert samples[0] > 500, samples
+    assert samples[0] > 100, samples  # the sampler kept up (thousands on a quiet machine)
     assert web_locks == [], f"requests held or waited on locks: {web_locks[:10]}"
     assert all(r[3] for r in sequencer_locks)  # the sequencer's own lock, granted: nobody competes for it
     latencies = read_to_signed_ms(platform)
