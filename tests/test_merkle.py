@@ -183,3 +183,16 @@ def test_appending_stores_each_perfect_subtree_once_and_keeps_the_root(n):
     resumed.append(merkle.leaf_hash(b"next"))
     tree.append(merkle.leaf_hash(b"next"))
     assert resumed.root() == tree.root() == mth(d + [b"next"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), n=sizes)
+def test_every_range_a_proof_needs_folds_from_stored_perfect_subtrees(data, n):
+    """What gateway/audit_tree.py does with the stored subtrees gives the hash the definition gives."""
+    d = leaves(n)
+    m = data.draw(st.integers(min_value=1, max_value=n))
+    ranges = merkle.inclusion_ranges(m - 1, n) + (merkle.consistency_ranges(m, n) if m < n else [])
+    for lo, hi in ranges + [(0, n), (m - 1, m)]:
+        parts = merkle.perfect_parts(lo, hi)
+        assert len(parts) <= n.bit_length()
+        assert merkle.fold([mth(d[i << level:(i + 1) << level]) for level, i in parts]) == mth(d[lo:hi])
