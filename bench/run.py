@@ -97,6 +97,13 @@ def ensure_wrk() -> str:
     raise SystemExit("wrk is needed for the read benchmarks: apt-get install -y wrk")
 
 
+def _audit_signing_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
 # -- the platform under test, as processes --------------------------------------------------------
 class Bench:
     def __init__(self, args):
@@ -110,6 +117,7 @@ class Bench:
             "BROKER_URL": AMQP_URL, "BUS_PREFIX": self.tag + ".",
             "VAR_DIR": str(self.var), "SERVICE_TOKEN_SECRET": "bench-" + uuid.uuid4().hex * 2,
             "SESSION_SECRET": "bench-session-" + uuid.uuid4().hex * 2,
+            "AUDIT_SIGNING_KEY": _audit_signing_key(),
             "RATE_LIMIT": "100000000 per minute", "WEB_WORKERS": str(args.workers),
             "BASELINE_DATABASE_URL": PG_URL, "BASELINE_SCHEMA": self.tag + "_baseline",
             "PYTHONUNBUFFERED": "1",
@@ -118,7 +126,7 @@ class Bench:
             self.env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{self.ports[name]}"
         os.environ.update({k: v for k, v in self.env.items() if k not in os.environ or k in (
             "DATABASE_URL", "DB_SCHEMA_PREFIX", "BROKER_URL", "BUS_PREFIX", "VAR_DIR", "SERVICE_TOKEN_SECRET",
-            "SESSION_SECRET", "RATE_LIMIT", *[f"{n.upper()}_URL" for n in ("gateway", *SERVICES)])})
+            "SESSION_SECRET", "AUDIT_SIGNING_KEY", "RATE_LIMIT", *[f"{n.upper()}_URL" for n in ("gateway", *SERVICES)])})
         self.procs: dict[str, subprocess.Popen] = {}
         self.gateway = f"http://127.0.0.1:{self.ports['gateway']}"
         self.baseline = f"http://127.0.0.1:{self.ports['baseline']}"

@@ -24,6 +24,9 @@ def cmd_serve(args) -> int:
     try:
         settings = Settings.from_env(args.service)
         settings.require_secrets()
+        if args.service == "gateway":
+            from gateway import audit_keys
+            audit_keys.public_key()  # the tree-head routes publish and check it
     except ConfigurationError as exc:
         print(f"coproduction serve {args.service}: refusing to start: {exc}", file=sys.stderr)
         return 2
@@ -114,17 +117,83 @@ def cmd_clients(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from gateway import audit
     from gateway.app import database
-    db = database(Settings.from_env("gateway"))
-    with db.session() as session:
-        problems = audit.verify(session)
-    if problems:
-        for p in problems:
-            print(p)
-        print(f"audit chain BROKEN: {len(problems)} problem(s)")
+    from .secrets import ConfigurationError
+    settings = Settings.from_env("gateway")
+    try:
+        if args.action == "sequence":
+            return _audit_sequence(settings)
+        if args.action == "witness":
+            return _audit_witness(args, settings)
+        return _audit_verify(args, database(settings))
+    except ConfigurationError as exc:
+        print(f"coproduction audit {args.action}: refusing to start: {exc}", file=sys.stderr)
+        return 2
+
+
+def _audit_sequence(settings) -> int:
+    from . import logs, metrics
+    from gateway import audit_keys
+    from gateway.app import database
+    from gateway.sequencer import Sequencer
+    logs.setup("gateway-audit-sequencer")
+    key = audit_keys.signing_key()
+    db = database(settings)
+    from .web import migrate
+    migrate("gateway")
+    sequencer = Sequencer(db, key)
+    metrics.serve(settings.metrics_port)
+    _stop_on_signals(sequencer.stop)
+    sequencer.run()
+    return 0
+
+
+def _audit_witness(args, settings) -> int:
+    from pathlib import Path
+    from gateway import audit_witness
+    from gateway.app import database
+    state = audit_witness.WitnessState.load(Path(args.state))
+    if not state.heads:
+        state.keeps_leaves = not args.heads_only
+    if args.url:
+        source = audit_witness.HttpSource(args.url, args.token or os.environ.get("AUDIT_WITNESS_TOKEN"))
+    else:
+        source = audit_witness.DatabaseSource(database(settings))
+    pinned = Path(args.public_key).read_text() if args.public_key else None
+    try:
+        print(audit_witness.witness(state, source, pinned))
+    except audit_witness.Refused as exc:
+        print(f"audit witness REFUSED: {exc}", file=sys.stderr)
         return 1
-    print("audit chain verified")
+    return 0
+
+
+def _audit_verify(args, db) -> int:
+    from pathlib import Path
+    from gateway import audit_keys, audit_verify, audit_witness
+    witnessed = audit_witness.WitnessState.load(Path(args.witness)) if args.witness else None
+    if witnessed is not None and not witnessed.heads:
+        print(f"error: {args.witness} has witnessed nothing yet", file=sys.stderr)
+        return 2
+    key = witnessed.public_key() if witnessed else audit_keys.public_key()
+    try:
+        with db.session() as session:
+            report = audit_verify.verify(session, key, witnessed)
+    except audit_witness.Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem)
+    if report.more_problems:
+        print(f"... and {report.more_problems} more")
+    against = (f"; checked against {len(witnessed.heads)} witnessed head(s)"
+               + (" leaf by leaf" if witnessed.keeps_leaves else "")) if witnessed else ""
+    if report.problems:
+        print(report.summary())
+        print(f"audit log BROKEN: {len(report.problems) + report.more_problems} problem(s){against}")
+        return 1
+    print(f"audit log verified: {report.leaves} leaves, {report.heads} signed heads, "
+          f"{report.unsequenced} record(s) waiting to be sequenced{against}")
     return 0
 
 
@@ -228,8 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("id")
     p.set_defaults(func=cmd_clients)
 
-    p = sub.add_parser("audit", help="check the audit trail's hash chain")
-    p.add_argument("action", choices=["verify"])
+    p = sub.add_parser("audit", help="the audit log: sequence it, witness it, verify it (docs/audit.md)")
+    asub = p.add_subparsers(dest="action", required=True)
+    asub.add_parser("sequence", help="sequence committed records into the signed Merkle log (a process)")
+    a = asub.add_parser("witness", help="check the latest signed head extends the last witnessed one; keep it")
+    a.add_argument("--state", required=True, help="the witness's own file (kept outside the gateway's database)")
+    a.add_argument("--url", help="read the log from this gateway (default: from its database)")
+    a.add_argument("--token", help="a token with audit:read for --url (default: $AUDIT_WITNESS_TOKEN)")
+    a.add_argument("--public-key", help="pin this PEM public key on the first run (default: the one the log publishes)")
+    a.add_argument("--heads-only", action="store_true",
+                   help="on the first run: keep only tree heads, not the 32 bytes per record")
+    a = asub.add_parser("verify", help="check every record against the signed log; name the first bad leaf")
+    a.add_argument("--witness", help="a witness's state file to check against")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("broker-permissions",

@@ -49,6 +49,8 @@ def run_all(services: list[str]) -> int:
     env.setdefault("ALLOW_LOOPBACK_WEBHOOKS", "1")
     env.setdefault("VAR_DIR", str(var_dir()))
     env.update(secrets.development(var_dir(), DEV_SECRETS))  # development only: made here, kept in var/
+    from gateway import audit_keys
+    env.update(audit_keys.development_key(var_dir()))
     os.environ.update(env)
     for name in ["gateway", *services]:
         migrate(name)
@@ -57,7 +59,7 @@ def run_all(services: list[str]) -> int:
     for name in services:
         commands += [[name + "-web", "serve", name], [name + "-relay", "relay", name]]
     commands += [["gateway-web", "serve", "gateway"], ["gateway-consumer", "consume"],
-                 ["gateway-deliver", "deliver"]]
+                 ["gateway-deliver", "deliver"], ["gateway-audit-sequencer", "audit", "sequence"]]
     procs: list[tuple[str, subprocess.Popen]] = []
     for label, *argv in commands:
         procs.append((label, subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env)))

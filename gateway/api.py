@@ -11,7 +11,8 @@ from sqlalchemy import select
 from coproduction.http import Problem, ctx
 from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA
 
-from . import policy, portfolio
+from . import audit, policy, portfolio
+from .audit_api import AuditPageSchema, AuditQuery, page as audit_page
 from .models import audit_log, portfolios, subjects
 from .security import request_session
 
@@ -76,39 +77,7 @@ def get_priorities(nhs_number):
                    withheld=doc["withheld"])
 
 
-# -- audit ----------------------------------------------------------------------------------------
-audit_bp = flask_smorest.Blueprint("audit", __name__, url_prefix="/v1",
-                                   description="Who accessed a person's data: the hash-chained audit trail")
-
-
-class AuditQuery(ma.Schema):
-    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=2**63 - 1))  # a BIGINT
-    limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
-    nhs_number = ma.fields.String(load_default=None)
-
-
-class AuditPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Dict())
-    next_cursor = ma.fields.String(allow_none=True)
-
-
-def _audit_page(where, after: int, limit: int):
-    from .audit import to_json
-    with ctx().db.session() as session:
-        rows = session.execute(select(audit_log).where(audit_log.c.seq > after, *where)
-                               .order_by(audit_log.c.seq).limit(limit)).mappings().all()
-    items = [to_json(r) for r in rows]
-    return {"items": items, "next_cursor": str(items[-1]["seq"]) if len(items) == limit else None}
-
-
-@audit_bp.route("/audit")
-@audit_bp.arguments(AuditQuery, location="query")
-@audit_bp.alt_response(200, schema=AuditPageSchema, description="The audit trail, oldest first.")
-def list_audit(query):
-    where = [audit_log.c.nhs_number == query["nhs_number"]] if query["nhs_number"] else []
-    return jsonify(_audit_page(where, query["after"], query["limit"]))
-
-
+# -- the person's access log -----------------------------------------------------------------------
 class AccessLogSchema(AuditPageSchema):
     withheld = ma.fields.Integer(metadata={"description": "records of this page left out: of what the "
                                                           "caller's role may not see itself"})
@@ -118,18 +87,29 @@ class AccessLogSchema(AuditPageSchema):
 @bp.arguments(AuditQuery, location="query")
 @bp.alt_response(200, schema=AccessLogSchema, description="Who looked at this person's record.")
 def access_log(query, nhs_number):
-    """Who looked at this person's record, when, why and with what outcome. A role is shown only the
-    records of what it may see itself: the others are left out and counted in ``withheld``."""
+    """Who looked at this person's record, when, why and with what outcome. Each item carries every
+    field its leaf commits to, its ``leaf_index`` (null until sequenced, within a second) and its
+    ``leaf_hash``, so anyone shown it can check it is in the signed log (docs/audit.md). A role is
+    shown only the records of what it may see itself: the others are left out and counted in
+    ``withheld``; and where a record holds text its caller wrote (a path, a purpose) naming another
+    person or a record this role may not see, that is replaced and the item says ``redacted``
+    (its ``leaf_hash`` still proves it is in the log)."""
     decision = policy.current()
-    page = _audit_page([audit_log.c.nhs_number == decision.subject], query["after"], query["limit"])
+    page = audit_page([audit_log.c.nhs_number == decision.subject], query["after"], query["limit"])
     items = [item for item in page["items"] if item.get("initiative") not in decision.unseen]
     page["withheld"] = len(page["items"]) - len(items)
     shown = set(request_session().execute(select(subjects.c.resource_id).where(
         subjects.c.nhs_number == decision.subject, subjects.c.service.not_in(decision.unseen))).scalars())
-    page["items"] = [dict({k: item.get(k) for k in ACCESS_LOG_FIELDS},
-                          resource=redact(item["resource"].split("?", 1)[0], decision.subject, shown),
-                          purpose=redact(item["purpose"], decision.subject, shown)) for item in items]
+    page["items"] = [_for_the_log(item, decision.subject, shown) for item in items]
     return jsonify(page)
+
+
+def _for_the_log(item: dict, nhs_number: str, shown_ids: set[str]) -> dict:
+    out = dict(item, leaf_hash=audit.leaf_hash_of(item).hex())
+    out["resource"] = redact(item["resource"], nhs_number, shown_ids)
+    out["purpose"] = redact(item["purpose"], nhs_number, shown_ids)
+    out["redacted"] = (out["resource"], out["purpose"]) != (item["resource"], item["purpose"])
+    return out
 
 
 NHS_LIKE = re.compile(r"(?<!\d)\d{10}(?!\d)")
@@ -141,7 +121,3 @@ def redact(text: str, nhs_number: str, shown_ids: set[str]) -> str:
     another person's NHS number, or the id of a record they may not see, is replaced."""
     text = NHS_LIKE.sub(lambda m: m.group(0) if m.group(0) == nhs_number else "[another person]", text)
     return UUID_LIKE.sub(lambda m: m.group(0) if m.group(0).lower() in shown_ids else "[withheld]", text)
-
-
-ACCESS_LOG_FIELDS = ("seq", "at", "client_name", "org", "role", "action", "resource", "purpose", "outcome",
-                     "status", "initiative", "relationship", "break_glass")

@@ -6,8 +6,8 @@ from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
-from . import admission, api, changes, consent, fhir, pages, policy, relationships, routing, security
-from . import subscriptions
+from . import admission, api, audit_api, audit_keys, changes, consent, fhir, pages, policy, relationships
+from . import routing, security, subscriptions
 from .limits import init_limits
 from .models import metadata
 
@@ -18,9 +18,10 @@ def database(settings: Settings) -> Database:
 
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env("gateway")
+    audit_keys.public_key()  # no tree-head routes without the audit log's key (ConfigurationError)
     db = database(settings)
     app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
-                     blueprints=[api.bp, api.audit_bp, consent.bp, relationships.bp, relationships.review_bp,
+                     blueprints=[api.bp, audit_api.bp, consent.bp, relationships.bp, relationships.review_bp,
                                  admission.bp, subscriptions.bp, changes.bp, fhir.bp],
                      description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)

@@ -1,48 +1,40 @@
-"""The audit trail: one record per access to a person's data, chained by SHA-256.
+"""The audit trail: one record per access to a person's data, appended to a Merkle transparency log.
 
-Each record's hash covers its own fields and the previous record's hash, and sequence numbers
-have no gaps, so an edited, removed or inserted row breaks the chain at a place
-``coproduction audit verify`` names.
+A request only inserts its record, in its own transaction: no lock, no read of any other record.
+The sequencer (:mod:`gateway.sequencer`) then gives committed records their leaf index in the
+RFC 9162 Merkle tree and signs a tree head; :mod:`gateway.audit_verify` checks the whole log
+against a witness. docs/audit.md describes the log and how anyone checks a proof.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from coproduction.events import iso, now
 
+from . import merkle
 from .models import audit_log
 
-GENESIS = "0" * 64
-AUDIT_LOCK = 7_240_002
-FIELDS = ("seq", "at", "client_id", "client_name", "org", "role", "scope", "nhs_number", "action",
-          "resource", "purpose", "outcome", "status", "prev_hash")
-
-
-#: what the access decision settled; in the hash when set (records from before they existed keep theirs)
-DECISION_FIELDS = ("initiative", "relationship", "break_glass")
-
-
-def _digest(row: dict) -> str:
-    fields = {k: row[k] for k in FIELDS}
-    fields.update({k: row[k] for k in DECISION_FIELDS if row.get(k)})
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+#: the fields a leaf commits to. A field whose value is null is left out of the leaf, so a column
+#: added later (null in older rows) leaves every older leaf's bytes unchanged.
+LEAF_FIELDS = ("id", "at", "client_id", "client_name", "org", "role", "scope", "nhs_number", "action",
+               "resource", "purpose", "outcome", "status", "initiative", "break_glass", "relationship")
+INITIATIVES = ("plans", "budgets", "decisions", "groups", "portfolio")
 
 
 def record(session: Session, *, caller, scope: str | None, nhs_number: str | None, action: str,
            resource: str, purpose: str, status: int, initiative: str | None = None,
-           relationship: str | None = None, break_glass: bool = False) -> int:
-    """Append one record inside the caller's transaction; return its sequence number."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
-    last = session.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc())
-                           .limit(1)).first()
+           break_glass: bool = False, relationship: str | None = None) -> int:
+    """Append one record inside the caller's transaction (one INSERT); return its id.
+
+    ``initiative`` is the part of the person's record reached (one of :data:`INITIATIVES`, or None
+    when the access is not to one part); ``break_glass`` marks an emergency access outside the
+    usual rules; ``relationship`` names the kind of care relationship that justified the access
+    (e.g. "plan", "admission", "emergency")."""
+    if initiative is not None and initiative not in INITIATIVES:
+        raise ValueError(f"initiative must be one of {INITIATIVES} or None, not {initiative!r}")
     row = {
-        "seq": (last.seq + 1) if last else 1,
         "at": iso(now()),
         "client_id": getattr(caller, "client_id", None),
         "client_name": getattr(caller, "name", None),
@@ -55,30 +47,29 @@ def record(session: Session, *, caller, scope: str | None, nhs_number: str | Non
         "purpose": (purpose or "direct care")[:200],
         "outcome": "allowed" if status < 400 else ("refused" if status in (401, 403) else "failed"),
         "status": status,
-        "prev_hash": last.hash if last else GENESIS,
         "initiative": initiative,
-        "relationship": relationship,
         "break_glass": bool(break_glass),
+        "relationship": relationship[:40] if relationship else None,
     }
-    row["hash"] = _digest(row)
-    session.execute(audit_log.insert(), row)  # bound parameters: the compiled statement is cached
-    return row["seq"]
+    # bound parameters: the compiled statement is cached; the id comes back in the same round trip
+    return session.execute(audit_log.insert(), row).inserted_primary_key[0]
+
+
+def leaf_bytes(row) -> bytes:
+    """The leaf the log commits to: the record as canonical JSON (RFC 8785 for these types:
+    keys sorted, no whitespace, UTF-8), nulls left out."""
+    fields = {k: row[k] for k in LEAF_FIELDS if row[k] is not None}
+    fields["break_glass"] = bool(fields.get("break_glass", False))
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def leaf_hash_of(row) -> bytes:
+    return merkle.leaf_hash(leaf_bytes(row))
 
 
 def to_json(row) -> dict:
-    return {k: row[k] for k in (*FIELDS, *DECISION_FIELDS, "hash") if k != "prev_hash"}
-
-
-def verify(session: Session) -> list[str]:
-    """Every problem in the chain, naming the record; empty when the chain is whole."""
-    problems = []
-    prev_hash, expected_seq = GENESIS, 1
-    for row in session.execute(select(audit_log).order_by(audit_log.c.seq)).mappings():
-        if row["seq"] != expected_seq:
-            problems.append(f"record {expected_seq} is missing (next is {row['seq']})")
-        if row["prev_hash"] != prev_hash:
-            problems.append(f"record {row['seq']} does not follow the record before it")
-        if _digest(dict(row)) != row["hash"]:
-            problems.append(f"record {row['seq']} was altered (its hash does not match its contents)")
-        prev_hash, expected_seq = row["hash"], row["seq"] + 1
-    return problems
+    """A record as the API shows it: every leaf field, and its leaf index (null until sequenced)."""
+    out = {k: row[k] for k in LEAF_FIELDS}
+    out["break_glass"] = bool(out["break_glass"])
+    out["leaf_index"] = row["leaf_index"]
+    return out

@@ -1,8 +1,8 @@
 """The gateway's own tables: clients, the portfolio projection, the change log, audit, consent."""
 from __future__ import annotations
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, false)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, LargeBinary, MetaData,
+                        SmallInteger, String, Table, Text, UniqueConstraint)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from coproduction.db import BigId
@@ -60,28 +60,55 @@ Index("ix_change_log_subject", change_log.c.subject, change_log.c.position)
 
 inbox = inbox_table(metadata)
 
-#: one row per access to a person's data, allowed or refused, chained by hash
+#: one row per access to a person's data, allowed or refused. A request only inserts (no lock, no
+#: read); the sequencer (gateway/sequencer.py) later gives the row its ``leaf_index`` in the Merkle
+#: log, whose perfect subtrees and signed heads are the two tables below (docs/audit.md)
 audit_log = Table(
     "audit_log", metadata,
-    Column("seq", BigId, primary_key=True, autoincrement=False),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("at", String(40), nullable=False),
     Column("client_id", String(36)),
     Column("client_name", String(200)),
     Column("org", String(20)),
     Column("role", String(20)),
     Column("scope", String(40)),
-    Column("nhs_number", String(10), index=True),
+    Column("nhs_number", String(10)),
     Column("action", String(20), nullable=False),
     Column("resource", String(300), nullable=False),
     Column("purpose", String(200), nullable=False),
     Column("outcome", String(20), nullable=False),
     Column("status", Integer, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-    #: what the access decision settled: the initiative touched, and the care relationship it rested on
     Column("initiative", String(20)),
-    Column("relationship", String(20)),
-    Column("break_glass", Boolean, nullable=False, default=False, server_default=false()),
+    Column("break_glass", Boolean, nullable=False),
+    Column("relationship", String(40)),
+    Column("leaf_index", BigInteger),
+    sqlite_autoincrement=True,  # ids never reused, even after the newest rows are deleted
+)
+Index("ix_audit_log_person", audit_log.c.nhs_number, audit_log.c.id)
+#: the sequencer's work list: only rows still waiting for a leaf index are in it
+Index("ix_audit_log_unsequenced", audit_log.c.id, postgresql_where=audit_log.c.leaf_index.is_(None),
+      sqlite_where=audit_log.c.leaf_index.is_(None))
+#: partial, so an insert (leaf_index NULL) does not touch it
+Index("ux_audit_log_leaf_index", audit_log.c.leaf_index, unique=True,
+      postgresql_where=audit_log.c.leaf_index.isnot(None), sqlite_where=audit_log.c.leaf_index.isnot(None))
+
+#: every complete (perfect) subtree of the log: level 0 holds the leaf hashes; (level, idx) covers
+#: the leaves [idx * 2**level, (idx + 1) * 2**level). Any proof is a fold of O(log n) of these per hash.
+audit_tree_nodes = Table(
+    "audit_tree_nodes", metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+#: one signed tree head per sequenced batch (RFC 9162 TreeHeadDataV2, Ed25519)
+audit_tree_heads = Table(
+    "audit_tree_heads", metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("timestamp", BigInteger, nullable=False),  # milliseconds since the epoch, as signed
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
 )
 
 #: a person's sharing preferences: initiatives withheld from roles

@@ -96,6 +96,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/relationships/review"): Rule("portfolio:read", POPULATION),
     ("GET", "/v1/changes"): Rule("portfolio:read", POPULATION),
     ("GET", "/v1/audit"): Rule("audit:read", POPULATION),
+    ("GET", "/v1/audit/tree-head"): Rule(None, NONE),  # audit:read or portfolio:read: the view decides
+    ("GET", "/v1/audit/proof/inclusion"): Rule(None, NONE),  # the same, and which leaves
+    ("GET", "/v1/audit/proof/consistency"): Rule("audit:read", NONE),
+    ("GET", "/v1/audit/leaf-hashes"): Rule("audit:read", NONE),
     ("GET", "/v1/reports/coproduction"): Rule("portfolio:read", NONE),
     ("POST", "/v1/subscriptions"): Rule("subscriptions:manage", NONE),
     ("GET", "/v1/subscriptions"): Rule("subscriptions:manage", NONE),
@@ -110,7 +114,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/reports/coproduction"): Rule("portfolio:read", NONE, page=True),
 }
 #: routes that need no caller at all
-PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/", "/login", "/logout")
+PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/", "/login", "/logout",
+          "/v1/audit/public-key")
 
 #: first path segment under /v1 of a route forwarded to a service -> that service
 FORWARDED = {"plans": "plans", "budgets": "budgets", "decisions": "decisions", "courses": "groups",

@@ -56,7 +56,7 @@ def authenticate() -> None:
     it is not authenticated); 401 for a bad token once it has been counted."""
     g.caller = None
     api = request.path.startswith(API)
-    if not api and (request.path.startswith(policy.PUBLIC) or request.url_rule is None):
+    if request.path.startswith(policy.PUBLIC) or (not api and request.url_rule is None):
         return
     if api:
         caller, problem = _api_caller()

@@ -74,6 +74,10 @@ code: commit {version(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])}
    descriptors of the long-lived processes stay flat.
 10. A three-node RabbitMQ cluster on this machine with quorum queues; one node killed while events
     flow.
+11. The audit log's sequencer killed with `kill -9` three times inside a batch (while it holds its
+    batch lock, so the batch's transaction is rolled back) as audited reads go on, then restarted:
+    *sent* counts the committed audit records, *confirmed* the leaves in the latest signed tree
+    head, *duplicated* any record with two leaves or a leaf stored twice (docs/audit.md).
 
 ## What the faults found (and what changed)
 - **Fault 10: a channel that goes on nacking.** On RabbitMQ 3.10.8, a publisher channel that

@@ -34,6 +34,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def signing_key_pem() -> str:
+    """A fresh Ed25519 key for a platform's audit log (PEM, as AUDIT_SIGNING_KEY takes it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
 def wait_for(condition, timeout: float = 20.0, interval: float = 0.02, message: str = "condition"):
     """Poll until condition() is truthy; return its value or fail saying what never happened."""
     deadline = time.monotonic() + timeout
@@ -75,6 +83,7 @@ class Platform:
             "VAR_DIR": str(self.var),
             "SERVICE_TOKEN_SECRET": "test-secret-must-be-long-enough-" + self.tag,
             "SESSION_SECRET": "test-session-secret-long-enough-" + self.tag,
+            "AUDIT_SIGNING_KEY": signing_key_pem(),
             "RETRY_DELAY_MS": str(retry_delay_ms),
             "MAX_ATTEMPTS": str(max_attempts),
             "ALLOW_LOOPBACK_WEBHOOKS": "1",
@@ -159,6 +168,17 @@ class Platform:
         part, thread = self.threads.pop(key)
         part.stop()
         thread.join(timeout=10)
+
+    def start_sequencer(self, **options):
+        """The audit log's sequencer, in a thread (``spawn("sequencer", "audit", "sequence")`` for a process)."""
+        from gateway import audit_keys
+        from gateway.sequencer import Sequencer
+        sequencer = Sequencer(self.database("gateway"), audit_keys.signing_key(), **options)
+        t = threading.Thread(target=sequencer.run, daemon=True)
+        t.start()
+        self.threads["gateway-sequencer"] = (sequencer, t)
+        wait_for(sequencer.ready.is_set, message="the audit sequencer to be ready")
+        return sequencer
 
     def start(self):
         """Everything in-thread: each service's web and relay, the gateway's web and consumer."""

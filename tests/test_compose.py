@@ -27,10 +27,15 @@ SITE_ENV = {"SERVICE_TOKEN_SECRET": "compose-test-service-token-" + "s" * 40,
             "SESSION_SECRET": "compose-test-session-secret-" + "t" * 40}
 
 
+def _site_env() -> dict:
+    from harness import signing_key_pem
+    return dict(SITE_ENV, AUDIT_SIGNING_KEY=signing_key_pem())
+
+
 def compose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.endswith("_SECRET")}
     return subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), *args], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(environ, **(SITE_ENV if env is None else env)))
+                          text=True, cwd=ROOT, env=dict(environ, **(_site_env() if env is None else env)))
 
 
 def compose_config() -> dict:
@@ -40,8 +45,9 @@ def compose_config() -> dict:
 
 
 def test_compose_refuses_to_start_without_the_secrets():
-    for missing in SITE_ENV:
-        out = compose("config", "-q", env={k: v for k, v in SITE_ENV.items() if k != missing})
+    site = _site_env()
+    for missing in site:
+        out = compose("config", "-q", env={k: v for k, v in site.items() if k != missing})
         assert out.returncode != 0 and f"set {missing}" in out.stderr, (missing, out.stderr)
 
 
@@ -51,7 +57,8 @@ def test_compose_file_is_valid_and_complete():
     services = compose_config()["services"]
     for name in ("plans", "budgets", "decisions", "groups"):
         assert {f"{name}-web", f"{name}-relay"} <= set(services)
-    assert {"gateway-web", "gateway-consumer", "gateway-deliver", "postgres", "rabbitmq"} <= set(services)
+    assert {"gateway-web", "gateway-consumer", "gateway-deliver", "gateway-audit-sequencer", "postgres",
+            "rabbitmq"} <= set(services)
     for name, svc in services.items():
         assert svc.get("restart") == "unless-stopped", name
         assert svc.get("stop_grace_period"), name
@@ -165,6 +172,11 @@ def test_every_service_of_compose_runs_a_full_scenario_and_stops_cleanly(compose
     queues = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", rewriter.tag, "name", "type"],
                             capture_output=True, text=True).stdout
     assert re.search(r"gateway\.portfolio\s+quorum", queues), queues
+
+    head = wait_for(lambda: (lambda resp: resp.json() if resp.status_code == 200 and resp.json()["tree_size"] > 0
+                             else None)(requests.get(f"{base}/v1/audit/tree-head", headers=auth, timeout=5)),
+                    timeout=30, message="the audit sequencer's first signed tree head")
+    assert len(head["signature"]) == 128 and head["public_key"] == "/v1/audit/public-key"
 
     for name, proc in procs.items():
         proc.send_signal(signal.SIGTERM)

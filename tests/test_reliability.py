@@ -461,3 +461,95 @@ def test_fault_6_webhook_receivers_down_slow_gone_and_redirecting(make_platform)
     finally:
         for r in (good, gone, moved, target):
             r.stop()
+
+
+# -- issue 18: the audit log's sequencer ------------------------------------------------------------
+SEQUENCER_LOCK_HELD = """SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                         WHERE a.application_name = %s AND l.locktype = 'advisory' AND l.granted AND l.objid = %s"""
+
+
+def audit_state(platform) -> dict:
+    from gateway.models import audit_log, audit_tree_heads, audit_tree_nodes
+    db = platform.database("gateway")
+    with db.session() as s:
+        committed = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
+        leaves = s.execute(select(audit_log.c.leaf_index).where(audit_log.c.leaf_index.isnot(None))).scalars().all()
+        size = s.execute(select(func.max(audit_tree_heads.c.tree_size))).scalar_one() or 0
+        stored = s.execute(select(func.count()).select_from(audit_tree_nodes)
+                           .where(audit_tree_nodes.c.level == 0)).scalar_one()
+    db.dispose()
+    return {"committed": committed, "leaves": leaves, "size": size, "stored": stored}
+
+
+def test_fault_11_audit_sequencer_killed_mid_batch(make_platform):
+    """The sequencer is killed with kill -9 three times while it holds its batch lock (inside a
+    batch's transaction) and audited reads go on; restarted, it leaves every committed record
+    sequenced exactly once, each in a signed head."""
+    import psycopg
+    from gateway.sequencer import SEQUENCER_LOCK
+    from harness import PG_URL
+    platform = make_platform(services=())
+    platform.migrate()
+    platform.start_web("gateway")
+    platform.create_clients()
+    name = f"{platform.tag}-sequencer"
+    seq_env = {"PGAPPNAME": name, "AUDIT_BATCH": "200"}  # small batches: a kill lands in one
+    stop = threading.Event()
+    reads = Counter()
+
+    def read(i: int):
+        http = requests.Session()
+        headers = {"Authorization": f"Bearer {platform.tokens['hospital']}"}
+        n = i
+        while not stop.is_set():
+            r = http.get(f"{platform.url}/v1/people/{person(n % 50)}/portfolio", headers=headers, timeout=10)
+            reads[r.status_code] += 1  # 404: nobody has a portfolio here; audited all the same
+            n += 3
+    readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(3)]
+    for t in readers:
+        t.start()
+    platform.spawn("sequencer", "audit", "sequence", env=seq_env)
+    locks = psycopg.connect(PG_URL, autocommit=True)
+    in_batch = (f"SELECT ({SEQUENCER_LOCK_HELD}), (SELECT coalesce(max(tree_size), 0) "
+                f'FROM "{platform.tag}_gateway".audit_tree_heads)')
+    mid_batch = 0
+    try:
+        for fraction in (0.2, 0.45, 0.7):
+            wait_for(lambda: sum(reads.values()) >= EVENTS * fraction, timeout=FLOWING, message="audited reads")
+            wait_for(lambda: audit_state(platform)["committed"] - audit_state(platform)["size"] >= 100, timeout=FLOWING,
+                     message="a backlog for the sequencer")
+            # in one statement: the sequencer holds its batch lock, and the head its batch will replace
+            _held, size_before = wait_for(lambda: (lambda row: row if row[0] else None)(
+                locks.execute(in_batch, (name, SEQUENCER_LOCK)).fetchone()),
+                timeout=60, interval=0.001, message="the sequencer inside a batch")
+            platform.kill("sequencer", signal.SIGKILL)
+            wait_for(lambda: not locks.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                               (name,)).fetchone()[0], message="the killed sequencer's backend gone")
+            mid_batch += audit_state(platform)["size"] == size_before  # so its batch was rolled back
+            platform.spawn("sequencer", "audit", "sequence", env=seq_env)
+        wait_for(lambda: sum(reads.values()) >= EVENTS, timeout=FLOWING, message="every audited read")
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(15)
+        locks.close()
+    back = time.monotonic()
+    state = wait_for(lambda: (lambda st: st if st["size"] == st["committed"] else None)(audit_state(platform)),
+                     timeout=120, interval=0.1, message="every committed record sequenced")
+    recovery = time.monotonic() - back
+    platform.kill("sequencer", signal.SIGTERM)
+    assert set(reads) == {404}, reads  # every read answered, none refused for want of an audit record
+    leaves = state["leaves"]
+    row = record(Row(fault="11. audit sequencer kill -9 mid-batch (x3)", sent=state["committed"],
+                     confirmed=state["size"], delivered=len(set(leaves) & set(range(state["size"]))),
+                     lost=state["committed"] - len(set(leaves)), duplicated=(len(leaves) - len(set(leaves)))
+                     + (state["stored"] - len(set(leaves))), dead_lettered=0, recovery_s=round(recovery, 1),
+                     note=f"{sum(reads.values())} audited reads; {mid_batch} of 3 kills landed inside a batch (its "
+                          "transaction rolled back); every record in a signed head exactly once, `audit verify` clean"))
+    assert sorted(leaves) == list(range(state["size"])), "leaf indexes 0..n-1, each once"
+    from gateway import audit_keys, audit_verify
+    db = platform.database("gateway")
+    with db.session() as s:
+        report = audit_verify.verify(s, audit_keys.public_key())
+    assert report.problems == [] and report.leaves == state["committed"], report.problems[:5]
+    assert row.lost == 0 and row.duplicated == 0 and mid_batch >= 1, row

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 
 from coproduction.auth import ROLES, Caller, issue_service_token
 from coproduction.nhs_number import with_check_digit
-from harness import ROOT
+from harness import ROOT, wait_for
 
 NHS = "9434765919"
 OTHER = with_check_digit("943476592")
@@ -147,12 +147,12 @@ def _audit_rows(platform):
     from gateway.models import audit_log
     db = platform.database("gateway")
     with db.session() as s:
-        rows = s.execute(select(audit_log).order_by(audit_log.c.seq)).mappings().all()
+        rows = s.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
     db.dispose()
     return rows
 
 
-def test_every_access_is_audited_once_and_the_chain_verifies(seeded):
+def test_every_access_is_audited_once_and_the_log_verifies(seeded):
     platform, plan = seeded
     before = len(_audit_rows(platform))
     calls = [
@@ -181,18 +181,23 @@ def test_every_access_is_audited_once_and_the_chain_verifies(seeded):
     assert platform.call("hospital", "GET", "/v1/audit").status_code == 403
     assert len(platform.call("admin", "GET", "/v1/audit?limit=1000").json()["items"]) >= len(rows)
 
+    platform.start_sequencer()
+    wait_for(lambda: all(r["leaf_index"] is not None for r in _audit_rows(platform)), message="every record sequenced")
     env = dict(platform.env)
     verify = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "verify"], env=env, cwd=ROOT,
                             capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    platform.stop_thread("gateway-sequencer")
+    altered = _audit_rows(platform)[before + 1]
     db = platform.database("gateway")
     with db.session() as s:
-        s.execute(text("UPDATE audit_log SET purpose = 'curiosity' WHERE seq = :seq"), {"seq": rows[1]["seq"]})
+        s.execute(text("UPDATE audit_log SET purpose = 'curiosity' WHERE id = :id"), {"id": altered["id"]})
     db.dispose()
     verify = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "verify"], env=env, cwd=ROOT,
                             capture_output=True, text=True)
     assert verify.returncode == 1
-    assert f"record {rows[1]['seq']} was altered" in verify.stdout
+    assert f"leaf {altered['leaf_index']} (record id {altered['id']}) does not match" in verify.stdout
+    assert f"first bad leaf: {altered['leaf_index']}" in verify.stdout
 
 
 def test_clients_command_prints_the_token_last_and_stores_only_its_hash(platform):
