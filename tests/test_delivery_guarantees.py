@@ -194,7 +194,7 @@ def test_invalid_nhs_number_and_malformed_json_store_nothing(platform):
     assert r.status_code == 422
     assert {"priorities.0.text", "priorities.0.category", "surprise"} <= set(r.json()["errors"])
     assert outbox_counts(platform) == (0, 0)
-    r = platform.call("gp", "GET", "/v1/plans?nhs_number=9434765919")
+    r = platform.call("admin", "GET", "/v1/plans?nhs_number=9434765919")
     assert r.status_code == 200 and r.json()["items"] == []
 
 

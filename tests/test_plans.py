@@ -285,7 +285,7 @@ def test_bad_input_gets_a_422_naming_every_bad_field_and_nothing_is_stored(platf
     assert r.status_code == 422, r.text
     assert set(r.json()["errors"]) == {"conditions.1", "priorities.0.text"}
 
-    r = platform.call("gp", "GET", "/v1/plans", params={"nhs_number": nhs})
+    r = platform.call("admin", "GET", "/v1/plans", params={"nhs_number": nhs})
     assert r.status_code == 200 and r.json()["items"] == []  # nothing stored on any refusal
 
     plan = create(platform, nhs)

@@ -411,15 +411,19 @@ def test_fault_6_webhook_receivers_down_slow_gone_and_redirecting(make_platform)
     from test_webhooks import Receiver, start_dispatcher, subscribe, deliveries
     platform = make_platform()
     start_parts(platform, consumer_process=False, relay_process=False)
+    from gateway import clients  # the GP practice's own system subscribes to its patients' plans
+    db = platform.database("gateway")
+    _id, platform.tokens["practice_hooks"] = clients.create(db, "practice hooks", "ORGGP", "gp",
+                                                            extra=["subscriptions:manage"])
     good, gone, moved = Receiver(), Receiver(), Receiver()
     target = Receiver()  # where the redirect points: it must never be called
     try:
         good.stop()  # down hard: connections refused
         gone.behave = lambda req: 410
         moved.behave = lambda req: (302, {"Location": target.url()})
-        sub_good = subscribe(platform, good.url())
-        sub_gone = subscribe(platform, gone.url())
-        sub_moved = subscribe(platform, moved.url())
+        sub_good = subscribe(platform, good.url(), role="practice_hooks")
+        sub_gone = subscribe(platform, gone.url(), role="practice_hooks")
+        sub_moved = subscribe(platform, moved.url(), role="practice_hooks")
         start_dispatcher(platform, timeout=1.0)
         writer = Writer(platform, EVENTS // 6).start()
         writer.join()
@@ -445,12 +449,12 @@ def test_fault_6_webhook_receivers_down_slow_gone_and_redirecting(make_platform)
             ids_per_event.setdefault(r["event"]["id"], set()).add(r["headers"]["webhook-id"])
         assert all(len(ids) == 1 for ids in ids_per_event.values()), "webhook-id changed between retries"
         duplicated = len(accepted) - len({r["event"]["id"] for r in accepted})
-        gone_sub = platform.call("social_care", "GET", f"/v1/subscriptions/{sub_gone['id']}").json()
+        gone_sub = platform.call("practice_hooks", "GET", f"/v1/subscriptions/{sub_gone['id']}").json()
         assert gone_sub["status"] == "disabled"
         assert gone.requests and all(r["status"] == 410 for r in gone.requests)
-        assert deliveries(platform, sub_gone["id"])  # its log is kept; replay resends from any cursor
+        assert deliveries(platform, sub_gone["id"], "practice_hooks")  # its log is kept; replay resends from any cursor
         assert target.requests == []  # the redirect was not followed
-        assert all(d["status"] != "delivered" for d in deliveries(platform, sub_moved["id"]))
+        assert all(d["status"] != "delivered" for d in deliveries(platform, sub_moved["id"], "practice_hooks"))
         row = record(Row(fault="6. webhook receiver down, slow, 410, redirect", sent=len(expected),
                          confirmed=len(expected), delivered=len({r["event"]["id"] for r in accepted} & expected),
                          lost=len(expected - {r["event"]["id"] for r in accepted}), duplicated=duplicated,
