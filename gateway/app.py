@@ -7,9 +7,11 @@ from coproduction.http import create_app as kernel_app
 
 from . import admission, api, routing, security, subscriptions
 from . import changes, fhir
-from . import pages
+from . import discovery, oauth, pages
+from .client_keys import RemoteKeySets
 from .limits import init_limits
 from .models import metadata
+from .tokens import TokenAuthority
 
 
 def database(settings: Settings) -> Database:
@@ -23,6 +25,10 @@ def create_app(settings: Settings | None = None):
                      blueprints=[api.bp, api.audit_bp, admission.bp,
                                  subscriptions.bp, changes.bp, fhir.bp], description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)
+    app.extensions["oauth"] = TokenAuthority(settings)  # the access tokens it issues and accepts
+    app.extensions["oauth_remote_keys"] = RemoteKeySets(settings.allow_loopback_jwks_uri)
+    app.register_blueprint(oauth.bp)
+    app.register_blueprint(discovery.bp)
     pages.init_app(app)  # web pages, their session cookie, and the JSON site report
     app.before_request(security.authenticate)
     init_limits(app, settings.rate_limit)

@@ -1,6 +1,7 @@
 """The gateway's server-rendered web pages: the clinician's portfolio page and the site report.
 
-A client signs in with the same bearer token it uses for the API (pasted once into ``/login``); the
+A client signs in with the same bearer token it uses for the API (pasted once into ``/login``): an
+OAuth access token, or a development client's static token where those are allowed; the
 gateway then keeps only the client's id in a signed, HttpOnly, SameSite=Lax session cookie, never
 the token. Every page request looks the client up again, so a revoked client's session stops
 working on its next request. Consent and audit are exactly the API's: the person page reads the
@@ -25,7 +26,7 @@ from coproduction.auth import Caller
 from coproduction.http import Problem, ctx
 from coproduction.nhs_number import is_valid
 
-from . import api, clients, portfolio, report
+from . import api, clients, portfolio, report, tokens
 from .models import clients as clients_table
 from .models import portfolios
 
@@ -141,7 +142,7 @@ def login_post():
     _check_csrf()
     token = request.form.get("token", "").strip()
     target = request.form.get("next", "")
-    caller = clients.authenticate(ctx().db, token) if token else None
+    caller = _caller_of(token) if token else None
     if caller is None:
         return render_template("login.html", who=None, next=target,
                                error="That token is not valid, or it was revoked."), 401
@@ -151,6 +152,22 @@ def login_post():
     session["signed_in_at"] = datetime.now(timezone.utc).isoformat()
     session["csrf"] = secrets.token_urlsafe(32)
     return redirect(_safe_next(target), code=303)
+
+
+def _caller_of(token: str) -> Caller | None:
+    """The client a pasted token belongs to: an access token by its signature, and the client not
+    revoked since (the session re-checks that on every page); a static one only where allowed."""
+    if tokens.looks_like_jwt(token):
+        try:
+            client_id = tokens.caller_from_access_token(token).client_id
+        except tokens.InvalidAccessToken:
+            return None
+        with ctx().db.session() as s:
+            row = clients.find(s, client_id)
+        return clients.as_caller(row) if row is not None and row["revoked_at"] is None else None
+    if not ctx().settings.allow_static_tokens:
+        return None
+    return clients.authenticate(ctx().db, token)
 
 
 @bp.post("/logout")

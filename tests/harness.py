@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from joserfc.jwk import ECKey
 from werkzeug.serving import make_server
 
 from coproduction.bus import Bus, Publisher
@@ -79,6 +80,11 @@ class Platform:
             "MAX_ATTEMPTS": str(max_attempts),
             "ALLOW_LOOPBACK_WEBHOOKS": "1",
             "RATE_LIMIT": "100000 per minute",
+            # development settings, as `coproduction run` has them: the static tokens of
+            # create_clients, a key of its own to sign access tokens, JWK Sets served on loopback
+            "OAUTH_SIGNING_KEY": ECKey.generate_key("P-256").as_pem(private=True).decode(),
+            "ALLOW_STATIC_TOKENS": "1",
+            "ALLOW_LOOPBACK_JWKS_URI": "1",
         }
         if broker == "amqp":
             env.update(BROKER_URL=AMQP_URL, BUS_PREFIX=self.tag + ".")
