@@ -93,7 +93,9 @@ def check_jwks_uri(url: str, allow_loopback: bool) -> None:
     try:
         resolve_safely(url, allow_loopback)
     except UnsafeUrl as exc:
-        raise BadKeys(str(exc).replace("callbacks must be public", "a jwks_uri must be public")) from None
+        reason = str(exc).split("; callbacks must be public")[0]  # the rest is the webhooks' advice
+        raise BadKeys(f"{reason}; a jwks_uri must be public" + ("" if allow_loopback else
+                      " (ALLOW_LOOPBACK_JWKS_URI=1 allows loopback in development)")) from None
 
 
 def fetch_jwks(url: str, allow_loopback: bool, tls_context: ssl.SSLContext | None = None) -> dict:

@@ -70,8 +70,9 @@ class TokenAuthority:
         except InvalidAccessToken:
             raise
         except JoseError as exc:
-            raise InvalidAccessToken("its signature does not verify" if exc.error == "bad_signature"
-                                     else f"it is not a JWS this gateway signed ({exc.error})") from None
+            reasons = {"bad_signature": "its signature does not verify",
+                       "unsupported_algorithm": f"its alg is not {' or '.join(self.algorithms)}, which this gateway signs with"}
+            raise InvalidAccessToken(reasons.get(exc.error, f"it is not a JWS this gateway signed ({exc.error})")) from None
         except (ValueError, TypeError):
             raise InvalidAccessToken("it is not a JWT") from None
         if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
