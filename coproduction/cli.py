@@ -213,6 +213,14 @@ def cmd_asyncapi(args) -> int:
     return 0
 
 
+def cmd_signing_key(args) -> int:
+    """A new private key for OAUTH_SIGNING_KEY: PEM, or a one-line JWK for an .env file."""
+    from joserfc.jwk import ECKey
+    key = ECKey.generate_key("P-256")
+    print(json.dumps(key.as_dict(private=True)) if args.jwk else key.as_pem(private=True).decode().strip())
+    return 0
+
+
 def cmd_run(args) -> int:
     from .run import run_all
     return run_all(services=args.services or list(DOMAIN_SERVICES))
@@ -296,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every event type")
     p.add_argument("--output", default="docs/asyncapi.yaml")
     p.set_defaults(func=cmd_asyncapi)
+
+    p = sub.add_parser("signing-key", help="print a new private key for the gateway's OAUTH_SIGNING_KEY")
+    p.add_argument("--jwk", action="store_true", help="as a one-line JWK (for an .env file) instead of PEM")
+    p.set_defaults(func=cmd_signing_key)
 
     p = sub.add_parser("run", help="start the whole platform on this machine")
     p.add_argument("services", nargs="*", help="domain services to start (default: all that exist)")

@@ -49,8 +49,9 @@ def register(platform, *keys, role: str = "gp", org: str = "A81001", name: str =
     return out.stdout.split()[-1]
 
 
-def token_url(platform) -> str:
-    return platform.url + "/oauth2/token"
+def token_url(gateway) -> str:
+    """The token URL of a gateway: a test Platform, or the gateway's base URL."""
+    return (gateway if isinstance(gateway, str) else gateway.url) + "/oauth2/token"
 
 
 class SmartPrivateKeyJWT(PrivateKeyJWT):

@@ -219,3 +219,18 @@ def test_behind_a_proxy_the_public_url_is_the_issuer_and_the_audience(make_platf
     assert claims["iss"] == claims["aud"] == public
     r = requests.get(platform.url + f"/v1/plans?nhs_number={NHS}", headers=bearer(token["access_token"]), timeout=10)
     assert r.status_code == 200
+
+
+def test_the_caller_of_a_token_carries_its_smart_scopes_for_the_fhir_routes(platform):
+    from gateway.tokens import caller_from_access_token
+    key = new_key("ES384")
+    client_id = register(platform, key)
+    token = access_token(platform, client_id, key, scope="system/CarePlan.cu system/Goal.rs")["access_token"]
+    app = platform.servers["gateway"].server.app
+    with app.test_request_context("/fhir/R4/CarePlan", base_url=platform.url):
+        caller = caller_from_access_token(token)
+    assert caller.client_id == client_id and caller.org == "A81001" and caller.scopes == frozenset()
+    assert caller.smart_scopes == {"system/CarePlan.cu", "system/Goal.rs"}
+    assert caller.has("system/CarePlan.u") and caller.has("system/CarePlan.cu") and caller.has("system/Goal.s")
+    assert not caller.has("system/CarePlan.r") and not caller.has("system/Patient.r")
+    assert not caller.has("plans:write"), "a SMART scope grants no JSON API scope"
