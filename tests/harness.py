@@ -138,6 +138,17 @@ class Platform:
             create_app = load(name).create_app
         self.servers[name] = ThreadServer(create_app(self.settings(name)), self.ports[name])
 
+    def restart_web(self, name: str, **env: str):
+        """Stop an in-thread web server and start it again with ``env`` changed: a redeploy."""
+        server = self.servers.pop(name)
+        server.stop()
+        server.server.app.extensions["coproduction"].db.dispose()
+        for key in env:
+            self._saved.setdefault(key, os.environ.get(key))  # restored by stop()
+        self.env.update(env)
+        os.environ.update(env)
+        self.start_web(name)
+
     def start_relay(self, name: str):
         spec = load(name)
         relay = Relay(self.database(name), spec.outbox, Publisher(self.bus()))

@@ -13,7 +13,7 @@ import warnings
 
 import requests
 from flask import Flask, jsonify
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from coproduction.secrets import signing_key
@@ -180,3 +180,26 @@ def test_registration_refuses_unsafe_addresses_and_unusable_keys(platform):
     assert "not a JWK Set" in with_file({"keys": []})
     assert "unique" in with_file({"keys": [new_key("ES384", kid="a").as_dict(private=False),
                                            new_key("ES384", kid="a").as_dict(private=False)]})
+
+
+def test_key_rotation_accepts_the_previous_keys_tokens_and_publishes_both(make_platform):
+    old_pem = ECKey.generate_key("P-256").as_pem(private=True).decode()
+    new_pem = ECKey.generate_key("P-384").as_pem(private=True).decode()
+    platform = make_platform(extra_env={"OAUTH_SIGNING_KEY": old_pem}).start()
+    key = new_key("ES384")
+    client_id = register(platform, key)
+    old_token = access_token(platform, client_id, key)["access_token"]
+
+    platform.restart_web("gateway", OAUTH_SIGNING_KEY=new_pem, OAUTH_PREVIOUS_SIGNING_KEY=old_pem)
+    published = requests.get(platform.url + "/.well-known/jwks.json", timeout=10).json()["keys"]
+    assert [(k["crv"], k["alg"]) for k in published] == [("P-384", "ES384"), ("P-256", "ES256")]
+    path = platform.url + f"/v1/plans?nhs_number={NHS}"
+    assert requests.get(path, headers=bearer(old_token), timeout=10).status_code == 200, "still accepted"
+    new_token = access_token(platform, client_id, key)["access_token"]
+    assert jws.extract_compact(new_token.encode()).headers()["kid"] == published[0]["kid"], "signed with the new key"
+    assert requests.get(path, headers=bearer(new_token), timeout=10).status_code == 200
+
+    platform.restart_web("gateway", OAUTH_PREVIOUS_SIGNING_KEY="")  # the rotation is over
+    assert len(requests.get(platform.url + "/.well-known/jwks.json", timeout=10).json()["keys"]) == 1
+    assert requests.get(path, headers=bearer(old_token), timeout=10).status_code == 401
+    assert requests.get(path, headers=bearer(new_token), timeout=10).status_code == 200
