@@ -26,7 +26,7 @@ from coproduction.auth import Caller
 from coproduction.http import Problem, ctx
 from coproduction.nhs_number import is_valid
 
-from . import api, clients, portfolio, report, tokens
+from . import api, portfolio, report, tokens
 from .models import clients as clients_table
 from .models import portfolios
 
@@ -142,7 +142,7 @@ def login_post():
     _check_csrf()
     token = request.form.get("token", "").strip()
     target = request.form.get("next", "")
-    caller = _caller_of(token) if token else None
+    caller = tokens.client_signing_in(token) if token else None
     if caller is None:
         return render_template("login.html", who=None, next=target,
                                error="That token is not valid, or it was revoked."), 401
@@ -152,22 +152,6 @@ def login_post():
     session["signed_in_at"] = datetime.now(timezone.utc).isoformat()
     session["csrf"] = secrets.token_urlsafe(32)
     return redirect(_safe_next(target), code=303)
-
-
-def _caller_of(token: str) -> Caller | None:
-    """The client a pasted token belongs to: an access token by its signature, and the client not
-    revoked since (the session re-checks that on every page); a static one only where allowed."""
-    if tokens.looks_like_jwt(token):
-        try:
-            client_id = tokens.caller_from_access_token(token).client_id
-        except tokens.InvalidAccessToken:
-            return None
-        with ctx().db.session() as s:
-            row = clients.find(s, client_id)
-        return clients.as_caller(row) if row is not None and row["revoked_at"] is None else None
-    if not ctx().settings.allow_static_tokens:
-        return None
-    return clients.authenticate(ctx().db, token)
 
 
 @bp.post("/logout")

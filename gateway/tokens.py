@@ -23,7 +23,7 @@ from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, Miss
 from coproduction import secrets
 from coproduction.auth import SCOPES, Caller, parse_smart_scope
 from coproduction.config import Settings
-from coproduction.http import Problem
+from coproduction.http import Problem, ctx
 
 from . import clients
 
@@ -144,10 +144,27 @@ def bearer_caller(token: str, session) -> Caller:
             return caller_from_access_token(token)
         except InvalidAccessToken as exc:
             raise invalid_token(f"The access token is not valid: {exc}.") from None
-    if not current_app.extensions["coproduction"].settings.allow_static_tokens:
+    if not ctx().settings.allow_static_tokens:
         raise invalid_token("Static client tokens are not accepted here: get an access token from "
                             "POST /oauth2/token (docs/auth.md).")
     caller = clients.lookup(session(), token)
     if caller is None:
         raise invalid_token("The token is not valid or was revoked.")
     return caller
+
+
+def client_signing_in(token: str) -> Caller | None:
+    """For the pages' sign-in: the client a pasted token belongs to, if it may sign in now (an
+    access token by its signature and the client not revoked since; a static token only where
+    allowed). The session then keeps the client id and looks the client up on every page."""
+    if looks_like_jwt(token):
+        try:
+            client_id = caller_from_access_token(token).client_id
+        except InvalidAccessToken:
+            return None
+        with ctx().db.session() as session:
+            row = clients.find(session, client_id)
+        return clients.as_caller(row) if row is not None and row["revoked_at"] is None else None
+    if not ctx().settings.allow_static_tokens:
+        return None
+    return clients.authenticate(ctx().db, token)
