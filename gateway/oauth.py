@@ -40,6 +40,7 @@ CLOCK_SKEW = 30
 MAX_ASSERTION_BYTES = 16_000
 MAX_SCOPE_CHARS = 2_000
 MAX_JTI_CHARS = 255
+MAX_CLIENT_ID_CHARS = 64
 
 
 class OAuthError(Exception):
@@ -120,7 +121,7 @@ def _authenticate_client(form: dict[str, str]):
         raise OAuthError("invalid_client", f"The client_assertion is signed with {str(alg)[:20]!r}; "
                          "only RS384 and ES384 are accepted.", 401)
     client_id = peeked.get("iss") if isinstance(peeked, dict) else None
-    if not isinstance(client_id, str) or peeked.get("sub") != client_id:
+    if not _storable(client_id, MAX_CLIENT_ID_CHARS) or peeked.get("sub") != client_id:
         raise OAuthError("invalid_client", "The client_assertion's iss and sub must both be your client_id.", 401)
     if form.get("client_id") not in (None, client_id):
         raise OAuthError("invalid_client", "client_id differs from the client_assertion's iss.", 401)
@@ -174,10 +175,14 @@ def _check_times_and_audience(claims: dict) -> None:
         value = claims.get(name)
         if value is not None and (not isinstance(value, (int, float)) or value > moment + CLOCK_SKEW):
             raise OAuthError("invalid_client", f"The client_assertion's {name} is in the future.", 401)
-    jti = claims.get("jti")
-    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
+    if not _storable(claims.get("jti"), MAX_JTI_CHARS):
         raise OAuthError("invalid_client", f"The client_assertion needs a jti (a string of 1-{MAX_JTI_CHARS} "
                          "characters) used only once.", 401)
+
+
+def _storable(value, longest: int) -> bool:
+    """A non-empty string a database column can hold (PostgreSQL text cannot hold U+0000)."""
+    return isinstance(value, str) and 0 < len(value) <= longest and "\x00" not in value
 
 
 def _spend(db, client_id: str, jti: str, exp: float) -> None:

@@ -180,6 +180,17 @@ def test_malformed_token_requests(platform):
                       timeout=10)
     assert (r.status_code, r.json()["error"]) == (400, "invalid_request") and "more than once" in r.text
     assert requests.get(token_url(platform), timeout=10).status_code == 405
+    # what PostgreSQL cannot store, or too much of it: refused, never a 500
+    for nasty in ({"iss": "\x00", "sub": "\x00"}, {"iss": "x" * 10_000, "sub": "x" * 10_000}, {"jti": "a\x00b"},
+                  {"jti": "j" * 256}, {"exp": "tomorrow"}, {"iat": "\x00"}):
+        r = ask_token(platform, assertion(client_id, key, token_url(platform), **nasty))
+        assert (r.status_code, r.json()["error"]) == (401, "invalid_client"), (nasty, r.text)
+    for audience in (["\x00", 7], {"url": token_url(platform)}, None):
+        r = ask_token(platform, assertion(client_id, key, audience))
+        assert (r.status_code, r.json()["error"]) == (401, "invalid_client"), (nasty, r.text)
+    for form in ({"scope": "plans:read\x00"}, {"grant_type": "\x00"}, {"client_assertion": "\x00.\x00.\x00"}):
+        r = ask_token(platform, assertion(client_id, key, token_url(platform)), **form)
+        assert r.status_code in (400, 401) and r.json()["error"], (form, r.text)
     assert ask_token(platform, signed).status_code == 200, "none of those spent the assertion"
 
 
