@@ -245,3 +245,34 @@ def test_the_caller_of_a_token_carries_its_smart_scopes_for_the_fhir_routes(plat
     assert caller.has("system/CarePlan.u") and caller.has("system/CarePlan.cu") and caller.has("system/Goal.s")
     assert not caller.has("system/CarePlan.r") and not caller.has("system/Patient.r")
     assert not caller.has("plans:write"), "a SMART scope grants no JSON API scope"
+
+
+def test_no_token_request_gets_a_5xx_or_a_token_it_should_not(platform):
+    """Random forms, and assertions signed by a real client with random claims: always an RFC 6749
+    error (or, for a well-formed one, a token), never a server error."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    key = new_key("ES384")
+    client_id = register(platform, key)
+    url = token_url(platform)
+    values = st.one_of(st.text(max_size=40), st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3),
+                       st.just(client_id), st.just(url))
+    errors = {"invalid_request", "invalid_client", "invalid_grant", "invalid_scope", "unsupported_grant_type"}
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(form=st.dictionaries(st.sampled_from(["grant_type", "client_assertion_type", "client_assertion",
+                                                 "scope", "client_id", "junk"]), st.text(max_size=60), max_size=5),
+           claims=st.dictionaries(st.sampled_from(["iss", "sub", "aud", "exp", "iat", "nbf", "jti"]), values, max_size=4),
+           scope=st.one_of(st.none(), st.text(max_size=30)))
+    def probe(form, claims, scope):
+        r = requests.post(url, data=form, timeout=10)
+        assert r.status_code in (400, 401) and r.json()["error"] in errors, (form, r.text)
+        audience = claims.pop("aud", url)
+        r = ask_token(platform, assertion(client_id, key, audience, **claims), scope=scope)
+        assert r.status_code < 500, (claims, scope, r.text)
+        if r.status_code == 200:
+            body = r.json()
+            assert claims.get("iss", client_id) == client_id and url in (audience if isinstance(audience, list) else [audience])
+            assert set(body["scope"].split()) <= set(GP_GRANTABLE)
+        else:
+            assert r.json()["error"] in errors
+    probe()
