@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from datetime import datetime, timezone
 
@@ -117,7 +118,7 @@ def _authenticate_client(form: dict[str, str]):
     except (JoseError, ValueError, TypeError):
         raise OAuthError("invalid_client", "The client_assertion is not a signed JWT.", 401) from None
     alg = header.get("alg")
-    if alg not in client_keys.ASSERTION_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in client_keys.ASSERTION_ALGORITHMS:
         raise OAuthError("invalid_client", f"The client_assertion is signed with {str(alg)[:20]!r}; "
                          "only RS384 and ES384 are accepted.", 401)
     client_id = peeked.get("iss") if isinstance(peeked, dict) else None
@@ -130,9 +131,9 @@ def _authenticate_client(form: dict[str, str]):
         client = clients.find(session, client_id)
     if client is None:
         raise OAuthError("invalid_client", "No client is registered with that client_id.", 401)
-    if client["revoked_at"] is not None:
-        raise OAuthError("invalid_client", "This client has been revoked.", 401)
     claims = _verified_claims(assertion, client, alg, header.get("kid"))
+    if client["revoked_at"] is not None:  # said only to the holder of the client's key
+        raise OAuthError("invalid_client", "This client has been revoked.", 401)
     _spend(db, client_id, claims["jti"], claims["exp"])
     return client
 
@@ -164,8 +165,8 @@ def _check_times_and_audience(claims: dict) -> None:
         raise OAuthError("invalid_client", f"The client_assertion's aud must be this token URL, {token_url()}.", 401)
     moment = time.time()
     exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
-        raise OAuthError("invalid_client", "The client_assertion has no exp.", 401)
+    if not _time(exp):
+        raise OAuthError("invalid_client", "The client_assertion has no exp (a NumericDate).", 401)
     if exp <= moment:
         raise OAuthError("invalid_client", "The client_assertion has expired.", 401)
     if exp > moment + MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
@@ -173,11 +174,16 @@ def _check_times_and_audience(claims: dict) -> None:
                          "seconds ahead.", 401)
     for name in ("iat", "nbf"):
         value = claims.get(name)
-        if value is not None and (not isinstance(value, (int, float)) or value > moment + CLOCK_SKEW):
+        if value is not None and (not _time(value) or value > moment + CLOCK_SKEW):
             raise OAuthError("invalid_client", f"The client_assertion's {name} is in the future.", 401)
     if not _storable(claims.get("jti"), MAX_JTI_CHARS):
         raise OAuthError("invalid_client", f"The client_assertion needs a jti (a string of 1-{MAX_JTI_CHARS} "
                          "characters) used only once.", 401)
+
+
+def _time(value) -> bool:
+    """A NumericDate: a finite number (Python's JSON also reads NaN and Infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _storable(value, longest: int) -> bool:

@@ -182,7 +182,8 @@ def test_malformed_token_requests(platform):
     assert requests.get(token_url(platform), timeout=10).status_code == 405
     # what PostgreSQL cannot store, or too much of it: refused, never a 500
     for nasty in ({"iss": "\x00", "sub": "\x00"}, {"iss": "x" * 10_000, "sub": "x" * 10_000}, {"jti": "a\x00b"},
-                  {"jti": "j" * 256}, {"exp": "tomorrow"}, {"iat": "\x00"}):
+                  {"jti": "j" * 256}, {"exp": "tomorrow"}, {"iat": "\x00"}, {"exp": float("nan")},
+                  {"exp": float("inf")}, {"exp": True}, {"nbf": float("nan")}):
         r = ask_token(platform, assertion(client_id, key, token_url(platform), **nasty))
         assert (r.status_code, r.json()["error"]) == (401, "invalid_client"), (nasty, r.text)
     for audience in (["\x00", 7], {"url": token_url(platform)}, None):
