@@ -84,14 +84,15 @@ def _public(jwk: dict, where: str) -> dict:
     return out
 
 
-def check_jwks_uri(url: str, allow_loopback: bool) -> None:
-    """BadKeys unless ``url`` is https (http too for loopback in development) to a public address."""
+def check_jwks_uri(url: str, allow_loopback: bool) -> tuple[str, int, list[str]]:
+    """(host, port, the addresses to connect to) for a usable jwks_uri; BadKeys unless it is https
+    (http too for loopback in development) and every address its host resolves to is public."""
     scheme = urlsplit(url).scheme if isinstance(url, str) else ""
     if scheme != "https" and not (allow_loopback and scheme == "http"):
         raise BadKeys("must be an https URL" + ("" if allow_loopback else
                                                " (ALLOW_LOOPBACK_JWKS_URI=1 allows http on loopback in development)"))
     try:
-        resolve_safely(url, allow_loopback)
+        return resolve_safely(url, allow_loopback)
     except UnsafeUrl as exc:
         reason = str(exc).split("; callbacks must be public")[0]  # the rest is the webhooks' advice
         raise BadKeys(f"{reason}; a jwks_uri must be public" + ("" if allow_loopback else
@@ -99,31 +100,40 @@ def check_jwks_uri(url: str, allow_loopback: bool) -> None:
 
 
 def fetch_jwks(url: str, allow_loopback: bool, tls_context: ssl.SSLContext | None = None) -> dict:
-    """GET the JWK Set at ``url``: to an address checked as public (the one connected to, so DNS
-    cannot be re-pointed in between), no redirects, at most 64 KiB within 5 s; then checked."""
-    check_jwks_uri(url, allow_loopback)
-    host, port, addresses = resolve_safely(url, allow_loopback)
+    """GET the JWK Set at ``url``: from an address checked as public (the one connected to, so DNS
+    cannot be re-pointed in between), no redirects, at most 64 KiB, all within 5 s (a server that
+    trickles its answer is cut off: a token request waits on this); then checked."""
+    host, port, addresses = check_jwks_uri(url, allow_loopback)
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     deadline = time.monotonic() + FETCH_TIMEOUT
     last_error: Exception | None = None
     for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
         if parts.scheme == "https":
-            conn = PinnedHTTPSConnection(host, port, address, FETCH_TIMEOUT,
-                                         tls_context or ssl.create_default_context())
+            conn = PinnedHTTPSConnection(host, port, address, remaining, tls_context or ssl.create_default_context())
         else:
-            conn = PinnedHTTPConnection(host, port, address, FETCH_TIMEOUT)
+            conn = PinnedHTTPConnection(host, port, address, remaining)
+        timer = None
         try:
+            conn.connect()
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (conn.sock,))
+            timer.daemon = True
+            timer.start()
             conn.request("GET", path, headers={"Accept": "application/jwk-set+json, application/json",
                                                "User-Agent": "coproduction-oauth/1"})
             response = conn.getresponse()
             body = response.read(MAX_JWKS_BYTES + 1)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {FETCH_TIMEOUT:g}s")
-        except (OSError, http.client.HTTPException, socket.timeout) as exc:
+        except (OSError, http.client.HTTPException) as exc:
             last_error = exc
             continue
         finally:
+            if timer is not None:
+                timer.cancel()
             conn.close()
         if response.status != 200:
             raise BadKeys(f"answered {response.status}, not 200 with a JWK Set")
@@ -134,7 +144,14 @@ def fetch_jwks(url: str, allow_loopback: bool, tls_context: ssl.SSLContext | Non
         except ValueError:
             raise BadKeys("did not answer JSON") from None
         return public_jwks(data)
-    raise BadKeys(f"could not be fetched ({type(last_error).__name__}: {last_error})")
+    raise BadKeys(f"could not be fetched within {FETCH_TIMEOUT:g}s ({type(last_error).__name__}: {last_error})")
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class RemoteKeySets:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -203,3 +205,49 @@ def test_key_rotation_accepts_the_previous_keys_tokens_and_publishes_both(make_p
     assert len(requests.get(platform.url + "/.well-known/jwks.json", timeout=10).json()["keys"]) == 1
     assert requests.get(path, headers=bearer(old_token), timeout=10).status_code == 401
     assert requests.get(path, headers=bearer(new_token), timeout=10).status_code == 200
+
+
+def test_a_jwks_uri_that_trickles_or_redirects_is_cut_off(platform):
+    """A token request may wait on a client's JWKS server: one that answers a byte at a time is cut
+    off after 5 s in all; a redirect is not followed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(4096)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n")
+                while not stop.wait(0.5):  # the slow drip a hostile server would use
+                    conn.sendall(b" ")
+            except OSError:
+                pass
+            finally:
+                conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        started = time.monotonic()
+        out = cli(platform, "clients", "create", "--name", "slow", "--org", "X1", "--role", "gp",
+                  "--jwks-uri", f"http://127.0.0.1:{port}/jwks.json")
+        took = time.monotonic() - started
+        assert out.returncode == 2 and "could not be fetched within 5s" in out.stderr, out.stderr
+        assert took < 12, f"the fetch was not cut off: {took:.1f}s"  # 5 s, and the CLI's own start
+    finally:
+        stop.set()
+        listener.close()
+
+    site = Flask("redirecting")
+    site.add_url_rule("/jwks.json", "moved", lambda: ("", 302, {"Location": "http://10.0.0.1/jwks.json"}))
+    port = free_port()
+    server = ThreadServer(site, port)
+    try:
+        out = cli(platform, "clients", "create", "--name", "x", "--org", "X1", "--role", "gp",
+                  "--jwks-uri", f"http://127.0.0.1:{port}/jwks.json")
+        assert out.returncode == 2 and "answered 302" in out.stderr, out.stderr
+    finally:
+        server.stop()
