@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
+from joserfc.jwk import ECKey
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
@@ -118,6 +119,9 @@ class Bench:
             "VAR_DIR": str(self.var), "SERVICE_TOKEN_SECRET": "bench-" + uuid.uuid4().hex * 2,
             "SESSION_SECRET": "bench-session-" + uuid.uuid4().hex * 2,
             "AUDIT_SIGNING_KEY": _audit_signing_key(),
+            # the bench's clients use static tokens, as the history of its figures did
+            "OAUTH_SIGNING_KEY": ECKey.generate_key("P-256").as_pem(private=True).decode(),
+            "ALLOW_STATIC_TOKENS": "1",
             "RATE_LIMIT": "100000000 per minute", "WEB_WORKERS": str(args.workers),
             "BASELINE_DATABASE_URL": PG_URL, "BASELINE_SCHEMA": self.tag + "_baseline",
             "PYTHONUNBUFFERED": "1",
@@ -126,7 +130,8 @@ class Bench:
             self.env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{self.ports[name]}"
         os.environ.update({k: v for k, v in self.env.items() if k not in os.environ or k in (
             "DATABASE_URL", "DB_SCHEMA_PREFIX", "BROKER_URL", "BUS_PREFIX", "VAR_DIR", "SERVICE_TOKEN_SECRET",
-            "SESSION_SECRET", "AUDIT_SIGNING_KEY", "RATE_LIMIT", *[f"{n.upper()}_URL" for n in ("gateway", *SERVICES)])})
+            "SESSION_SECRET", "AUDIT_SIGNING_KEY", "OAUTH_SIGNING_KEY", "ALLOW_STATIC_TOKENS", "RATE_LIMIT",
+            *[f"{n.upper()}_URL" for n in ("gateway", *SERVICES)])})
         self.procs: dict[str, subprocess.Popen] = {}
         self.gateway = f"http://127.0.0.1:{self.ports['gateway']}"
         self.baseline = f"http://127.0.0.1:{self.ports['baseline']}"

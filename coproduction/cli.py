@@ -93,17 +93,23 @@ def cmd_deliver(args) -> int:
 def cmd_clients(args) -> int:
     from gateway import clients
     from gateway.app import database
-    from gateway.models import metadata
-    db = database(Settings.from_env("gateway"))
+    settings = Settings.from_env("gateway")
+    db = database(settings)
     from .web import migrate
     migrate("gateway")
     if args.action == "create":
+        if args.jwks_file or args.jwks_uri:
+            return _register_with_keys(args, db, settings)
         try:
             client_id, token = clients.create(db, args.name, args.org, args.role, args.scope or [],
                                               args.without or [])
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if not settings.allow_static_tokens:
+            print("note: ALLOW_STATIC_TOKENS is off here, so the gateway refuses this development token; "
+                  "register the client's public keys with --jwks-file or --jwks-uri (docs/auth.md)",
+                  file=sys.stderr)
         print(f"client {client_id} ({args.name}, {args.org}, {args.role}) created; its token, shown once:")
         print(token)
     elif args.action == "list":
@@ -112,7 +118,38 @@ def cmd_clients(args) -> int:
         if not clients.revoke(db, args.id):
             print(f"error: no active client {args.id}", file=sys.stderr)
             return 1
-        print(f"client {args.id} revoked")
+        print(f"client {args.id} revoked: it gets no new access token; those it holds stop working "
+              f"within {settings.oauth_token_lifetime} s (OAUTH_TOKEN_LIFETIME)")
+    return 0
+
+
+def _register_with_keys(args, db, settings) -> int:
+    """``clients create --jwks-file F | --jwks-uri URL``: a client that gets OAuth access tokens."""
+    from pathlib import Path
+    from gateway import client_keys, clients
+    try:
+        if args.jwks_file:
+            try:
+                data = json.loads(Path(args.jwks_file).read_text())
+            except (OSError, ValueError) as exc:
+                raise client_keys.BadKeys(f"cannot be read as JSON ({exc})") from None
+            jwks = client_keys.public_jwks(data)
+            count = len(jwks["keys"])
+        else:  # fetched now to check it; kept only as the URL, fetched again as the client rotates
+            jwks = None
+            count = len(client_keys.fetch_jwks(args.jwks_uri, settings.allow_loopback_jwks_uri)["keys"])
+        client_id = clients.register(db, args.name, args.org, args.role, jwks=jwks, jwks_uri=args.jwks_uri,
+                                     extra=args.scope or [], without=args.without or [])
+    except client_keys.BadKeys as exc:
+        print(f"error: the JWK Set {args.jwks_file or args.jwks_uri} {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"client ({args.name}, {args.org}, {args.role}) registered with {count} public key(s) from "
+          f"{args.jwks_file or args.jwks_uri}; "
+          f"it signs its assertions to /oauth2/token with them (docs/auth.md). Its client_id:")
+    print(client_id)
     return 0
 
 
@@ -258,6 +295,14 @@ def cmd_asyncapi(args) -> int:
     return 0
 
 
+def cmd_signing_key(args) -> int:
+    """A new private key for OAUTH_SIGNING_KEY: PEM, or a one-line JWK for an .env file."""
+    from joserfc.jwk import ECKey
+    key = ECKey.generate_key("P-256")
+    print(json.dumps(key.as_dict(private=True)) if args.jwk else key.as_pem(private=True).decode().strip())
+    return 0
+
+
 def cmd_run(args) -> int:
     from .run import run_all
     return run_all(services=args.services or list(DOMAIN_SERVICES))
@@ -292,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--role", required=True, choices=["hospital", "gp", "social_care", "community", "admin"])
     c.add_argument("--scope", action="append", help="an extra scope beyond the role's")
     c.add_argument("--without", action="append", help="a scope of the role to leave out")
+    keys = c.add_mutually_exclusive_group()
+    keys.add_argument("--jwks-file", help="the client's public keys (a JWK Set): it gets OAuth access tokens")
+    keys.add_argument("--jwks-uri", help="where the client publishes its JWK Set (https)")
     csub.add_parser("list")
     c = csub.add_parser("revoke")
     c.add_argument("id")
@@ -356,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every event type")
     p.add_argument("--output", default="docs/asyncapi.yaml")
     p.set_defaults(func=cmd_asyncapi)
+
+    p = sub.add_parser("signing-key", help="print a new private key for the gateway's OAUTH_SIGNING_KEY")
+    p.add_argument("--jwk", action="store_true", help="as a one-line JWK (for an .env file) instead of PEM")
+    p.set_defaults(func=cmd_signing_key)
 
     p = sub.add_parser("run", help="start the whole platform on this machine")
     p.add_argument("services", nargs="*", help="domain services to start (default: all that exist)")

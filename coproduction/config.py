@@ -21,6 +21,10 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 @dataclass
 class Settings:
     service: str
@@ -42,6 +46,13 @@ class Settings:
     allow_loopback_webhooks: bool = False
     metrics_port: int | None = None
     db_pre_ping: bool = False
+    #: the gateway's OAuth 2.0 side (docs/auth.md)
+    public_url: str | None = None
+    oauth_signing_key: str | None = None
+    oauth_previous_signing_key: str | None = None
+    oauth_token_lifetime: int = 300
+    allow_static_tokens: bool = False
+    allow_loopback_jwks_uri: bool = False
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -76,18 +87,30 @@ class Settings:
             rate_limit_storage_uri=env.get("RATE_LIMIT_STORAGE_URI", "memory://"),
             allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "") in ("1", "true", "yes"),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
-            db_pre_ping=env.get("DB_PRE_PING", "") in ("1", "true", "yes"),
+            db_pre_ping=_flag("DB_PRE_PING"),
+            public_url=env.get("PUBLIC_URL", "").strip().rstrip("/") or None,
+            oauth_signing_key=secrets.read("OAUTH_SIGNING_KEY"),
+            oauth_previous_signing_key=secrets.read("OAUTH_PREVIOUS_SIGNING_KEY"),
+            oauth_token_lifetime=_int("OAUTH_TOKEN_LIFETIME", 300),
+            allow_static_tokens=_flag("ALLOW_STATIC_TOKENS"),
+            allow_loopback_jwks_uri=_flag("ALLOW_LOOPBACK_JWKS_URI"),
         )
 
 
     def require_secrets(self) -> None:
         """Refuse to serve without good secrets (ConfigurationError naming what to set): every web
-        process checks service tokens; the gateway also signs the pages' session cookie."""
+        process checks service tokens; the gateway also signs the pages' session cookie and its
+        OAuth access tokens."""
         secrets.check("SERVICE_TOKEN_SECRET", self.service_token_secret)
         if self.service == "gateway":
             secrets.check("SESSION_SECRET", self.session_secret)
             if self.session_secret == self.service_token_secret:
                 raise secrets.ConfigurationError("SESSION_SECRET must differ from SERVICE_TOKEN_SECRET")
+            secrets.signing_key("OAUTH_SIGNING_KEY", self.oauth_signing_key)
+            if self.oauth_previous_signing_key:
+                secrets.signing_key("OAUTH_PREVIOUS_SIGNING_KEY", self.oauth_previous_signing_key)
+            if self.oauth_token_lifetime < 1:
+                raise secrets.ConfigurationError("OAUTH_TOKEN_LIFETIME must be at least 1 (seconds)")
 
 
 def make_bus(settings: "Settings"):

@@ -47,10 +47,13 @@ def run_all(services: list[str]) -> int:
     services = available(services)
     env = dict(os.environ)
     env.setdefault("ALLOW_LOOPBACK_WEBHOOKS", "1")
+    env.setdefault("ALLOW_LOOPBACK_JWKS_URI", "1")
+    env.setdefault("ALLOW_STATIC_TOKENS", "1")  # the development clients' tokens printed below
     env.setdefault("VAR_DIR", str(var_dir()))
     env.update(secrets.development(var_dir(), DEV_SECRETS))  # development only: made here, kept in var/
     from gateway import audit_keys
     env.update(audit_keys.development_key(var_dir()))
+    env.update(secrets.development_signing_key(var_dir()))
     os.environ.update(env)
     for name in ["gateway", *services]:
         migrate(name)
@@ -82,7 +85,8 @@ coproduction is running ({'RabbitMQ' if settings.broker_url.startswith('amqp') e
   gateway API     {gateway}/v1/...      interactive docs: {gateway}/docs
   services        {', '.join(f'{s} :{SERVICE_PORTS[s]}' for s in services)}
 
-development clients (Authorization: Bearer <token>):""", flush=True)
+development clients (Authorization: Bearer <token>; static tokens, for development only:
+production clients get OAuth access tokens from {gateway}/oauth2/token, see docs/auth.md):""", flush=True)
     for role, token in tokens.items():
         print(f"  {role:<12} {token}")
     print(f"\ntry:  curl -H 'Authorization: Bearer {tokens['gp']}' {gateway}/v1/people/9434765919/portfolio\n"

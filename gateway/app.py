@@ -6,10 +6,12 @@ from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
-from . import admission, api, audit_api, audit_keys, changes, consent, fhir, pages, policy, relationships
-from . import routing, security, subscriptions
+from . import admission, api, audit_api, audit_keys, changes, consent, discovery, fhir, oauth, pages
+from . import policy, relationships, routing, security, subscriptions
+from .client_keys import RemoteKeySets
 from .limits import init_limits
 from .models import metadata
+from .tokens import TokenAuthority
 
 
 def database(settings: Settings) -> Database:
@@ -26,6 +28,10 @@ def create_app(settings: Settings | None = None):
                      description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)
     app.extensions["every_bad_field"] = routing.every_bad_field
+    app.extensions["oauth"] = TokenAuthority(settings)  # the access tokens it issues and accepts
+    app.extensions["oauth_remote_keys"] = RemoteKeySets(settings.allow_loopback_jwks_uri)
+    app.register_blueprint(oauth.bp)
+    app.register_blueprint(discovery.bp)
     pages.init_app(app)  # web pages, their session cookie, and the JSON site report
     init_limits(app, settings)
     app.before_request(security.authenticate)  # who, counted against their rate limit

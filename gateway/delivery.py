@@ -234,7 +234,7 @@ class Result:
     sent: bool = False             # the request reached the receiver (it saw the person's data)
 
 
-class _PinnedHTTP(http.client.HTTPConnection):
+class PinnedHTTPConnection(http.client.HTTPConnection):
     def __init__(self, host, port, address, timeout):
         super().__init__(host, port, timeout=timeout)
         self._address = address
@@ -244,7 +244,7 @@ class _PinnedHTTP(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _PinnedHTTPS(http.client.HTTPSConnection):
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host, port, address, timeout, context):
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
@@ -295,9 +295,9 @@ def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float, allo
             if remaining <= 0:
                 break
             if parts.scheme == "https":
-                conn = _PinnedHTTPS(host, port, address, remaining, tls_context or ssl.create_default_context())
+                conn = PinnedHTTPSConnection(host, port, address, remaining, tls_context or ssl.create_default_context())
             else:
-                conn = _PinnedHTTP(host, port, address, remaining)
+                conn = PinnedHTTPConnection(host, port, address, remaining)
             try:
                 conn.connect()
                 break

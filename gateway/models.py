@@ -18,9 +18,22 @@ clients = Table(
     Column("org", String(20), nullable=False),
     Column("role", String(20), nullable=False),
     Column("scopes", Json, nullable=False),
-    Column("token_hash", String(64), nullable=False, unique=True),
+    #: a development client's static token (its SHA-256); NULL for a client registered with keys
+    Column("token_hash", String(64), unique=True),
+    #: the public keys a client signs its OAuth assertions with: a JWK Set, or where to fetch one
+    Column("jwks", Json),
+    Column("jwks_uri", String(2000)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+)
+
+#: the jti of every client assertion accepted, kept until it expires: a replay is refused by every
+#: gateway process and replica, since they share this table
+oauth_assertions = Table(
+    "oauth_assertions", metadata,
+    Column("client_id", String(36), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 #: the newest state of every aggregate, as its newest event carried it

@@ -1,6 +1,7 @@
 """The gateway's server-rendered web pages: the clinician's portfolio page and the site report.
 
-A client signs in with the same bearer token it uses for the API (pasted once into ``/login``); the
+A client signs in with the same bearer token it uses for the API (pasted once into ``/login``): an
+OAuth access token, or a development client's static token where those are allowed; the
 gateway then keeps only the client's id in a signed, HttpOnly, SameSite=Lax session cookie, never
 the token. Every page request looks the client up again, so a revoked client's session stops
 working on its next request. Consent and audit are exactly the API's: the person page reads the
@@ -25,7 +26,7 @@ from coproduction.auth import Caller
 from coproduction.http import Problem, ctx
 from coproduction.nhs_number import is_valid
 
-from . import api, clients, portfolio, report
+from . import api, portfolio, report, tokens
 from .models import clients as clients_table
 from .models import portfolios
 
@@ -151,7 +152,7 @@ def login_post():
     _check_csrf()
     token = request.form.get("token", "").strip()
     target = request.form.get("next", "")
-    caller = clients.authenticate(ctx().db, token) if token else None
+    caller = tokens.client_signing_in(token) if token else None
     if caller is None:
         return render_template("login.html", who=None, next=target,
                                error="That token is not valid, or it was revoked."), 401

@@ -50,6 +50,7 @@ class Rule:
     service: str | None = None     # whose resource index a RESOURCE or BODY subject is settled in
     action: str = "read"           # read | write | create | relate (declaring or ending one's own relationship)
     page: bool = False             # a web page: refusals are rendered, not answered as problem+json
+    anonymous: bool = False        # served without a caller (still counted per address)
 
 
 @dataclass
@@ -107,15 +108,22 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/v1/subscriptions/<sub_id>"): Rule("subscriptions:manage", NONE),
     ("GET", "/v1/subscriptions/<sub_id>/deliveries"): Rule("subscriptions:manage", POPULATION),
     ("POST", "/v1/subscriptions/<sub_id>/replay"): Rule("subscriptions:manage", NONE),
+    # the OAuth door: no caller yet, each request counted against its address's rate limit
+    ("POST", "/oauth2/token"): Rule(None, NONE, anonymous=True),
+    ("GET", "/.well-known/smart-configuration"): Rule(None, NONE, anonymous=True),
+    ("GET", "/.well-known/oauth-authorization-server"): Rule(None, NONE, anonymous=True),
+    ("GET", "/.well-known/jwks.json"): Rule(None, NONE, anonymous=True),
     # web pages (signed in with the session cookie)
+    ("GET", "/login"): Rule(None, NONE, page=True, anonymous=True),
+    ("POST", "/login"): Rule(None, NONE, page=True, anonymous=True),
+    ("POST", "/logout"): Rule(None, NONE, page=True, anonymous=True),
     ("GET", "/"): Rule(None, NONE, page=True),
     ("GET", "/people"): Rule(None, NONE, page=True),
     ("GET", "/people/<nhs_number>"): _person("portfolio:read", page=True),
     ("GET", "/reports/coproduction"): Rule("portfolio:read", NONE, page=True),
 }
 #: routes that need no caller at all
-PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/", "/login", "/logout",
-          "/v1/audit/public-key")
+PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/", "/v1/audit/public-key")
 
 #: first path segment under /v1 of a route forwarded to a service -> that service
 FORWARDED = {"plans": "plans", "budgets": "budgets", "decisions": "decisions", "courses": "groups",
@@ -298,6 +306,8 @@ def enforce():
         if rule is None:  # deny by default: a route nobody wrote a rule for is never served
             raise Problem(403, "Forbidden", "No access rule covers this route.")
         caller = g.get("caller")
+        if rule.anonymous:
+            return None
         if caller is None:
             raise unauthorised("A bearer token is required (Authorization: Bearer <token>).")
         if request.method in NO_BODY and request.get_data(cache=True):

@@ -7,14 +7,16 @@ settled, allowed or refused.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import current_app, g, request
 
 from coproduction.auth import Caller, bearer_token, unauthorised
 from coproduction.db import DB_UNAVAILABLE
-from coproduction.http import ctx, problem_response
+from coproduction.http import Problem, ctx, problem_response
 from coproduction.nhs_number import is_valid
 
-from . import audit, clients, limits, policy
+from . import audit, limits, policy, tokens
 
 PURPOSE_UNAUTHENTICATED = "unauthenticated"
 #: the doors that take a bearer token; everything else is public or a web page
@@ -41,14 +43,17 @@ def close_request_session(_exc=None) -> None:
 
 
 def _api_caller() -> tuple[Caller | None, Exception | None]:
+    """The caller of the request's bearer token: an OAuth access token by its signature alone, a
+    static development token only where ALLOW_STATIC_TOKENS is on (gateway/tokens.py)."""
     token = bearer_token(request.headers.get("Authorization", ""))
     if token is None:
         return None, unauthorised("A bearer token is required (Authorization: Bearer <token>).")
-    found = clients.lookup(request_session(), token)
-    if found is None:
-        return None, unauthorised("The token is not valid or was revoked.")
+    try:
+        found = tokens.bearer_caller(token, request_session)
+    except Problem as problem:
+        return None, problem
     purpose = request.headers.get("X-Purpose", "direct care").strip()[:200] or "direct care"
-    return Caller(found.client_id, found.name, found.org, found.role, found.scopes, purpose), None
+    return replace(found, purpose=purpose), None
 
 
 def authenticate() -> None:

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from joserfc.jwk import ECKey
 from werkzeug.serving import make_server
 
 from coproduction.bus import Bus, Publisher
@@ -88,6 +89,11 @@ class Platform:
             "MAX_ATTEMPTS": str(max_attempts),
             "ALLOW_LOOPBACK_WEBHOOKS": "1",
             "RATE_LIMIT": "100000 per minute",
+            # development settings, as `coproduction run` has them: the static tokens of
+            # create_clients, a key of its own to sign access tokens, JWK Sets served on loopback
+            "OAUTH_SIGNING_KEY": ECKey.generate_key("P-256").as_pem(private=True).decode(),
+            "ALLOW_STATIC_TOKENS": "1",
+            "ALLOW_LOOPBACK_JWKS_URI": "1",
         }
         if broker == "amqp":
             env.update(BROKER_URL=AMQP_URL, BUS_PREFIX=self.tag + ".")
@@ -140,6 +146,17 @@ class Platform:
         else:
             create_app = load(name).create_app
         self.servers[name] = ThreadServer(create_app(self.settings(name)), self.ports[name])
+
+    def restart_web(self, name: str, **env: str):
+        """Stop an in-thread web server and start it again with ``env`` changed: a redeploy."""
+        server = self.servers.pop(name)
+        server.stop()
+        server.server.app.extensions["coproduction"].db.dispose()
+        for key in env:
+            self._saved.setdefault(key, os.environ.get(key))  # restored by stop()
+        self.env.update(env)
+        os.environ.update(env)
+        self.start_web(name)
 
     def start_relay(self, name: str):
         spec = load(name)

@@ -4,6 +4,7 @@ service started as a local process with its own command and environment (host na
 through the gateway, and each process stopped with SIGTERM with nothing lost."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,16 +16,20 @@ import psycopg
 import pytest
 import requests
 import yaml
+from joserfc.jwk import ECKey
 from sqlalchemy import create_engine, text
 
 from harness import ROOT, free_port, wait_for
+from oauth_client import access_token, jwks_of, new_key
 
 INFRA = {"postgres", "rabbitmq"}
 
 
 #: what a site puts in its .env: compose refuses to start without the secrets
 SITE_ENV = {"SERVICE_TOKEN_SECRET": "compose-test-service-token-" + "s" * 40,
-            "SESSION_SECRET": "compose-test-session-secret-" + "t" * 40}
+            "SESSION_SECRET": "compose-test-session-secret-" + "t" * 40,
+            "OAUTH_SIGNING_KEY": json.dumps(ECKey.generate_key("P-256").as_dict(private=True)),
+            "PUBLIC_URL": "https://gateway.example.org"}
 
 
 def _site_env() -> dict:
@@ -65,6 +70,8 @@ def test_compose_file_is_valid_and_complete():
         if name not in INFRA:
             assert svc["environment"]["QUEUE_TYPE"] == "quorum"
             assert "ALLOW_LOOPBACK_WEBHOOKS" not in svc["environment"]  # compose never allows loopback callbacks
+            # nor static development tokens, nor client keys fetched from loopback
+            assert not {"ALLOW_STATIC_TOKENS", "ALLOW_LOOPBACK_JWKS_URI"} & set(svc["environment"]), name
             assert all(dep.get("condition") in ("service_healthy", "service_completed_successfully")
                        for dep in svc["depends_on"].values()), name
         if name.endswith("-web") or name in INFRA:
@@ -91,6 +98,8 @@ class Rewriter:
                 value = self.ports[value]
             elif key == "METRICS_PORT":
                 value = str(free_port())
+            elif key == "PUBLIC_URL":  # where this test's clients reach the gateway
+                value = f"http://127.0.0.1:{self.ports['8000']}"
             value = re.sub(r"@postgres:5432/(\w+)", lambda m: f"@127.0.0.1:5432/{self.tag}_{m.group(1)}", value)
             value = re.sub(r"@rabbitmq:5672/$", f"@127.0.0.1:5672/{self.tag}", value)
             for host in self.hosts:
@@ -152,10 +161,18 @@ def test_every_service_of_compose_runs_a_full_scenario_and_stops_cleanly(compose
             wait_for(lambda: requests.get(url, timeout=2).status_code == 200, timeout=60,
                      message=f"{name} ready ({(tmp_path / (name + '.log')).read_text()[-2000:]})")
     gateway_env = envs["gateway-web"]
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "GP",
-                          "--org", "A81001", "--role", "gp"], env=gateway_env, capture_output=True, text=True, check=True)
-    token = out.stdout.split()[-1]
     base = f"http://127.0.0.1:{gateway_env['PORT']}"
+    # compose is production: a static development token is refused, a client with keys gets in
+    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "dev",
+                          "--org", "A81009", "--role", "gp"], env=gateway_env, capture_output=True, text=True, check=True)
+    static = {"Authorization": f"Bearer {out.stdout.split()[-1]}"}
+    assert requests.get(f"{base}/v1/plans?nhs_number=9434765919", headers=static, timeout=5).status_code == 401
+    key = new_key("ES384")
+    (tmp_path / "gp-jwks.json").write_text(json.dumps(jwks_of(key)))
+    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "GP",
+                          "--org", "A81001", "--role", "gp", "--jwks-file", str(tmp_path / "gp-jwks.json")],
+                         env=gateway_env, capture_output=True, text=True, check=True)
+    token = access_token(base, out.stdout.split()[-1], key)["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     nhs = "9434765919"
     r = requests.post(f"{base}/v1/plans", headers=auth, json={

@@ -6,10 +6,11 @@ import sys
 import time
 import uuid
 
-import jwt
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
+from joserfc import jwt
+from joserfc.jwk import OctKey
 from sqlalchemy import func, select, text
 
 from coproduction.auth import ROLES, Caller, issue_service_token
@@ -118,8 +119,9 @@ def test_services_refuse_without_a_valid_gateway_token(seeded):
     wrong_audience = issue_service_token(caller, "budgets", secret)
     assert requests.get(f"{base}/v1/plans/{plan['id']}",
                         headers={"Authorization": f"Bearer {wrong_audience}"}).status_code == 401
-    forged = jwt.encode({"sub": "x", "aud": "plans", "iss": "coproduction-gateway", "iat": int(time.time()),
-                         "exp": int(time.time()) + 60, "scopes": ["admin"]}, "another-secret-of-32-bytes-or-more!!", "HS256")
+    forged = jwt.encode({"alg": "HS256"}, {"sub": "x", "aud": "plans", "iss": "coproduction-gateway",
+                                           "iat": int(time.time()), "exp": int(time.time()) + 60, "scopes": ["admin"]},
+                        OctKey.import_key("another-secret-of-32-bytes-or-more!!"))
     assert requests.get(f"{base}/v1/plans/{plan['id']}", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     community = issue_service_token(Caller("c2", "n", "o", "community", frozenset(ROLES["community"])), "plans", secret)
     assert requests.get(f"{base}/v1/plans/{plan['id']}", headers={"Authorization": f"Bearer {community}"}).status_code == 403
