@@ -110,6 +110,8 @@ def page(query: dict, who, subject: str | None = None) -> dict:
         if subject is None:  # across people: relationship, scope and preferences, item by item
             seen = policy.Visibility.of(session, who, {e["subject"] for e in events})
             items = [e for e in events if seen.allows(e["subject"], _initiative(e))]
+            hidden = seen.hidden_ids(session, {e["subject"] for e in items})
+            items = [policy.scrub_value(e, hidden[e["subject"]]) if hidden[e["subject"]] else e for e in items]
             also_audit(e["subject"] for e in items)  # each person shown is audited by name
         else:  # one person, already decided: scope and preferences per event type
             decision = policy.current()

@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
+import json
 import logging
 import os
 import random
@@ -62,7 +63,7 @@ from coproduction.events import now
 from . import audit
 from .models import change_log, clients
 from .readers import READERS
-from .policy import Visibility
+from .policy import Visibility, scrub_value
 from .webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
 
 log = logging.getLogger(__name__)
@@ -577,6 +578,9 @@ class Dispatcher:
             if reason:
                 session.execute(update(d).where(d.c.seq == seq).values(status="withheld", last_error=reason))
                 return None
+            hidden = Visibility.of(session, caller, [row["subject"]]).hidden_ids(session, [row["subject"]])
+        if hidden[row["subject"]]:  # what the event refers to that the receiver may not see
+            body = json.dumps(scrub_value(json.loads(body), hidden[row["subject"]]))
         timestamp = int(time.time())
         payload = body.encode()
         headers = {"webhook-id": row["id"], "webhook-timestamp": str(timestamp),

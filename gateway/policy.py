@@ -412,3 +412,16 @@ class Visibility:
         if self.caller.role != "admin" and nhs_number not in self.related:
             return False
         return initiative not in hidden_from(self.prefs.get(nhs_number), self.caller.role)
+
+    def hidden_ids(self, session, people) -> dict[str, set[str]]:
+        """Per person, the ids of their records the caller may not see: an item it may see can still
+        refer to one (a budget's ``plan_id``), and :func:`scrub_value` takes them out of it."""
+        people = sorted(set(people))
+        hidden: dict[str, set[str]] = {nhs: set() for nhs in people}
+        if people:
+            for nhs, service, rid in session.execute(select(
+                    subjects_table.c.nhs_number, subjects_table.c.service, subjects_table.c.resource_id)
+                    .where(subjects_table.c.nhs_number.in_(people))):
+                if not self.allows(nhs, service):
+                    hidden[nhs].add(rid)
+        return hidden

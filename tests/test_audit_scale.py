@@ -93,7 +93,8 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
         t.join(SECONDS + 30)
     elapsed = time.monotonic() - started
     reads = sum(statuses.values())
-    wait_for(lambda: sequenced(platform) >= reads, timeout=30, interval=0.05, message="every read's record sequenced")
+    wait_for(lambda: sequenced(platform) >= records(platform), timeout=30, interval=0.05,
+             message="every record sequenced")
     stop.set()
     sampler.join(5)
     sampler_conn.close()
@@ -109,6 +110,16 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
           f"{samples[0]} pg_locks samples, no request waiting; read -> inside a signed head: "
           f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(latencies):.0f} ms")
     assert p99 <= 1000, p99
+
+
+def records(platform) -> int:
+    from gateway.models import audit_log
+    from sqlalchemy import func
+    db = platform.database("gateway")
+    with db.session() as s:
+        count = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
+    db.dispose()
+    return count
 
 
 def sequenced(platform) -> int:
