@@ -77,8 +77,8 @@ def read_subscription(body) -> tuple[dict, dict[str, list[str]]]:
         bad("Subscription.criteria", "Must be one of the topics: " + ", ".join(TOPICS) + ".")
     patient = None
     wanted = _extension_value((body.get("_criteria") or {}).get("extension"), FILTER_CRITERIA, "valueString")
-    if wanted is not None:
-        resource = TOPICS.get(topic, {}).get("resource", "Resource")
+    if wanted is not None and topic in TOPICS:  # an unknown topic is named on its own
+        resource = TOPICS[topic]["resource"]
         match = re.fullmatch(rf"{resource}\?patient=Patient/([0-9]{{10}})", wanted or "")
         if match is None:
             bad("Subscription.criteria.extension", f"The one filter offered is {resource}?patient=Patient/<NHS number>.")
