@@ -158,6 +158,7 @@ def test_a_gp_system_finds_reads_pages_and_updates_with_fhirpy(platform):
     nhs = new_nhs()
     first = create(platform, nhs)
     second = create(platform, nhs)
+    platform.portfolio_shows(nhs, lambda d: len(d["plans"]) == 2)  # searches read the projection
     client = fhir_client(platform)
 
     [patient] = client.resources("Patient").search(identifier=f"{NHS}|{nhs}").fetch()
