@@ -40,8 +40,11 @@ ROLES = {
 #: lists that resource with at least those permissions (c create, r read, u update, d delete, s search).
 SMART_GRANTS = {
     "portfolio:read": ("system/Patient.rs",),
-    "plans:read": ("system/CarePlan.rs", "system/Goal.rs"),
+    "plans:read": ("system/CarePlan.rs", "system/Goal.rs", "system/Observation.rs"),
     "plans:write": ("system/CarePlan.cu",),
+    "budgets:read": ("system/Account.rs",),
+    "decisions:read": ("system/Task.rs",),
+    "groups:read": ("system/EpisodeOfCare.rs",),
     "subscriptions:manage": ("system/Subscription.cruds",),
 }
 SMART_PERMISSIONS = "cruds"

@@ -7,6 +7,7 @@ from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
 from . import admission, api, audit_api, audit_keys, changes, consent, discovery, fhir, oauth, pages
+from .fhir import export as fhir_export
 from . import policy, relationships, routing, security, subscriptions
 from .client_keys import RemoteKeySets
 from .limits import init_limits
@@ -24,7 +25,7 @@ def create_app(settings: Settings | None = None):
     db = database(settings)
     app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
                      blueprints=[api.bp, audit_api.bp, consent.bp, relationships.bp, relationships.review_bp,
-                                 admission.bp, subscriptions.bp, changes.bp, fhir.bp],
+                                 admission.bp, subscriptions.bp, changes.bp, fhir_export.bp],
                      description="The one door to a person's portfolio")
     app.register_blueprint(routing.bp)
     app.extensions["every_bad_field"] = routing.every_bad_field
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None):
     app.register_blueprint(oauth.bp)
     app.register_blueprint(discovery.bp)
     pages.init_app(app)  # web pages, their session cookie, and the JSON site report
+    fhir.init_app(app)   # the FHIR R4 server at /fhir/R4; its errors as OperationOutcomes
     init_limits(app, settings)
     app.before_request(security.authenticate)  # who, counted against their rate limit
     app.before_request(policy.enforce)         # may they, for this person, before anything is touched

@@ -128,6 +128,12 @@ def matches(patterns: list[str], type_: str) -> bool:
     return any(fnmatch.fnmatchcase(type_, p) for p in patterns)
 
 
+def wanted_by(sub, row) -> bool:
+    """Whether a change-log row is for this subscription: its types, and a FHIR one's patient filter."""
+    patient = (sub["fhir"] or {}).get("patient") if sub["kind"] == "fhir" else None
+    return matches(sub["types"], row.type) and (patient is None or row.subject == patient)
+
+
 def service_of(type_: str) -> str | None:
     entry = READERS.get(type_)
     return entry[0] if entry else None
@@ -459,13 +465,13 @@ class Dispatcher:
                                change_log.c.subject)
                         .where(change_log.c.position > sub["cursor"]).order_by(change_log.c.position)
                         .limit(self.config.batch)).all()
-                    new = [r for r in rows if matches(sub["types"], r.type)]
+                    new = [r for r in rows if wanted_by(sub, r)]
                     if new:  # once per event and subscription, even if the change log is rebuilt
                         seen = set(session.execute(
                             select(d.c.event_id).where(d.c.subscription_id == sub_id,
                                                        d.c.event_id.in_([r.event_id for r in new]))).scalars())
                         new = [r for r in new if r.event_id not in seen]
-                    self._insert(session, sub_id, new, replay=False)
+                    self._insert(session, sub, new, replay=False)
                     created += len(new)
                     if rows:
                         session.execute(update(s).where(s.c.id == sub_id).values(cursor=rows[-1].position))
@@ -479,28 +485,34 @@ class Dispatcher:
             select(change_log.c.position, change_log.c.event_id, change_log.c.type, change_log.c.subject)
             .where(change_log.c.position > sub["replay_next"], change_log.c.position <= sub["replay_until"])
             .order_by(change_log.c.position).limit(self.config.batch)).all()
-        wanted = [r for r in rows if matches(sub["types"], r.type)]
+        wanted = [r for r in rows if wanted_by(sub, r)]
         if wanted:
             waiting = set(session.execute(
                 select(d.c.event_id).where(d.c.subscription_id == sub["id"], d.c.status == "pending",
                                            d.c.event_id.in_([r.event_id for r in wanted]))).scalars())
             wanted = [r for r in wanted if r.event_id not in waiting]  # already on its way
-        self._insert(session, sub["id"], wanted, replay=True)
+        self._insert(session, sub, wanted, replay=True)
         if len(rows) < self.config.batch:
             session.execute(update(s).where(s.c.id == sub["id"]).values(replay_next=None, replay_until=None))
         else:
             session.execute(update(s).where(s.c.id == sub["id"]).values(replay_next=rows[-1].position))
         return len(wanted)
 
-    def _insert(self, session, sub_id: str, rows, replay: bool) -> None:
+    def _insert(self, session, sub, rows, replay: bool) -> None:
         if not rows:
             return
         at = now()
+        numbered = sub["kind"] == "fhir"  # a FHIR subscription numbers its events 1, 2, … ($events)
+        first = session.execute(select(webhook_subscriptions.c.events_count)
+                                .where(webhook_subscriptions.c.id == sub["id"])).scalar_one() + 1
         session.execute(webhook_deliveries.insert(), [
-            dict(id=str(uuid.uuid4()), subscription_id=sub_id, position=r.position, event_id=r.event_id,
+            dict(id=str(uuid.uuid4()), subscription_id=sub["id"], position=r.position, event_id=r.event_id,
                  type=r.type, subject=r.subject, replay=replay, status="pending", attempts=0, retry_step=0,
-                 next_attempt_at=at, created_at=at)
-            for r in rows])
+                 next_attempt_at=at, created_at=at, event_number=first + n if numbered else None)
+            for n, r in enumerate(rows)])
+        if numbered:
+            session.execute(update(webhook_subscriptions).where(webhook_subscriptions.c.id == sub["id"])
+                            .values(events_count=first + len(rows) - 1))
 
     # -- send --------------------------------------------------------------------------------
     def due(self, limit: int = 500) -> list[tuple[int, str]]:
@@ -553,7 +565,8 @@ class Dispatcher:
         s, d = webhook_subscriptions, webhook_deliveries
         with self.db.session() as session:
             row = session.execute(
-                select(d, s.c.url, s.c.secret, s.c.status.label("sub_status"), s.c.client_id)
+                select(d, s.c.url, s.c.secret, s.c.status.label("sub_status"), s.c.client_id, s.c.kind, s.c.fhir,
+                       s.c.events_count)
                 .join(s, s.c.id == d.c.subscription_id)
                 .where(d.c.seq == seq, d.c.next_attempt_at <= now())).mappings().first()
             # gone, delivered, or rescheduled since the list of due deliveries was read
@@ -579,12 +592,15 @@ class Dispatcher:
                 session.execute(update(d).where(d.c.seq == seq).values(status="withheld", last_error=reason))
                 return None
             hidden = Visibility.of(session, caller, [row["subject"]]).hidden_ids(session, [row["subject"]])
-        if hidden[row["subject"]]:  # what the event refers to that the receiver may not see
-            body = json.dumps(scrub_value(json.loads(body), hidden[row["subject"]]))
+            if hidden[row["subject"]]:  # what the event refers to that the receiver may not see
+                body = json.dumps(scrub_value(json.loads(body), hidden[row["subject"]]))
+            headers, payload = {}, body.encode()
+            if row["kind"] == "fhir":  # the event as a Subscriptions Backport IG notification Bundle
+                from .fhir.notifications import notification
+                headers, payload = notification(session, row, body, caller)
         timestamp = int(time.time())
-        payload = body.encode()
-        headers = {"webhook-id": row["id"], "webhook-timestamp": str(timestamp),
-                   "webhook-signature": sign(row["secret"], row["id"], timestamp, payload)}
+        headers.update({"webhook-id": row["id"], "webhook-timestamp": str(timestamp),
+                        "webhook-signature": sign(row["secret"], row["id"], timestamp, payload)})
         at = now()
         result = post(row["url"], headers, payload, timeout=self.config.timeout,
                       allow_loopback=self.config.allow_loopback, tls_context=self.tls_context)

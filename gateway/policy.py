@@ -51,6 +51,8 @@ class Rule:
     action: str = "read"           # read | write | create | relate (declaring or ending one's own relationship)
     page: bool = False             # a web page: refusals are rendered, not answered as problem+json
     anonymous: bool = False        # served without a caller (still counted per address)
+    fhir: bool = False             # the FHIR door: QUERY from FHIR search parameters, BODY from CarePlan.subject
+    params: tuple[str, ...] = ("nhs_number",)  # QUERY: the query parameters that may name the person
 
 
 @dataclass
@@ -71,8 +73,18 @@ class Decision:
     def unseen(self) -> frozenset[str]:
         """The initiatives left out of what the caller is shown: withheld by the person's preferences,
         or beyond the read scopes of the caller (a role sees an initiative it may read, and no other)."""
-        unreadable = {i for i in SHAREABLE if self.caller is None or not self.caller.has(f"{i}:read")}
+        unreadable = {i for i in SHAREABLE if self.caller is None or not may_read(self.caller, i)}
         return self.withheld | unreadable
+
+
+#: the SMART scope that reads an initiative on the FHIR door (coproduction/auth.py SMART_GRANTS)
+SMART_READS = {"plans": "system/CarePlan.r", "budgets": "system/Account.r", "decisions": "system/Task.r",
+               "groups": "system/EpisodeOfCare.r"}
+
+
+def may_read(caller: Caller, initiative: str) -> bool:
+    """Whether the caller's scopes read an initiative: ours (``plans:read``) or its SMART scope."""
+    return caller.has(f"{initiative}:read") or (initiative in SMART_READS and caller.has(SMART_READS[initiative]))
 
 
 def _person(scope: str, initiative: str = "portfolio", action: str = "read", page: bool = False) -> Rule:
@@ -122,6 +134,61 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/people/<nhs_number>"): _person("portfolio:read", page=True),
     ("GET", "/reports/coproduction"): Rule("portfolio:read", NONE, page=True),
 }
+
+# -- the FHIR door (gateway/fhir/): the same decision, with SMART system scopes -------------------
+FHIR = "/fhir/R4"
+#: FHIR search parameters that name the person: how each is written
+PATIENT_SEARCH = ("patient", "subject", "subject:identifier", "patient.identifier")
+
+
+def _fhir(scope: str, subject: str, initiative: str | None = None, service: str | None = None,
+          action: str = "read", params: tuple[str, ...] = PATIENT_SEARCH, anonymous: bool = False) -> Rule:
+    return Rule(scope, subject, initiative, service, action=action, fhir=True, params=params, anonymous=anonymous)
+
+
+def _fhir_reads(resource: str, initiative: str, service: str, path: str) -> dict:
+    """read, vread and _history of a resource settled in the resource index."""
+    rule = _fhir(f"system/{resource}.r", RESOURCE, initiative, service)
+    return {("GET", f"{FHIR}/{resource}/{path}"): rule, ("GET", f"{FHIR}/{resource}/{path}/_history"): rule,
+            ("GET", f"{FHIR}/{resource}/{path}/_history/<version_id>"): rule}
+
+
+RULES.update({
+    ("GET", f"{FHIR}/metadata"): _fhir(None, NONE, anonymous=True),
+    ("GET", f"{FHIR}/Patient"): _fhir("system/Patient.s", QUERY, "portfolio", params=("identifier",)),
+    ("GET", f"{FHIR}/Patient/<nhs_number>"): _fhir("system/Patient.r", PATH, "portfolio"),
+    ("GET", f"{FHIR}/Patient/<nhs_number>/$everything"): _fhir("system/Patient.r", PATH, "portfolio"),
+    ("GET", f"{FHIR}/Patient/<nhs_number>/$summary"): _fhir("system/Patient.r", PATH, "portfolio"),
+    ("GET", f"{FHIR}/CarePlan"): _fhir("system/CarePlan.s", QUERY, "plans", "plans"),
+    ("POST", f"{FHIR}/CarePlan"): _fhir("system/CarePlan.c", BODY, "plans", "plans", action="create"),
+    ("PUT", f"{FHIR}/CarePlan/<resource_id>"): _fhir("system/CarePlan.u", RESOURCE, "plans", "plans", action="write"),
+    **_fhir_reads("CarePlan", "plans", "plans", "<resource_id>"),
+    ("GET", f"{FHIR}/Goal"): _fhir("system/Goal.s", QUERY, "plans", "plans"),
+    **_fhir_reads("Goal", "plans", "plans", "<part_id>"),
+    **_fhir_reads("Observation", "plans", "plans", "<part_id>"),
+    **_fhir_reads("Account", "budgets", "budgets", "<resource_id>"),
+    **_fhir_reads("Task", "decisions", "decisions", "<resource_id>"),
+    **_fhir_reads("EpisodeOfCare", "groups", "groups", "<resource_id>"),
+    # a client's own subscriptions: no personal data, but $events lists people's events, each checked
+    ("POST", f"{FHIR}/Subscription"): _fhir("system/Subscription.c", NONE),
+    ("GET", f"{FHIR}/Subscription"): _fhir("system/Subscription.s", NONE),
+    ("GET", f"{FHIR}/Subscription/<sub_id>"): _fhir("system/Subscription.r", NONE),
+    ("DELETE", f"{FHIR}/Subscription/<sub_id>"): _fhir("system/Subscription.d", NONE),
+    ("GET", f"{FHIR}/Subscription/<sub_id>/$status"): _fhir("system/Subscription.r", NONE),
+    ("GET", f"{FHIR}/Subscription/<sub_id>/$events"): _fhir("system/Subscription.r", POPULATION),
+})
+
+
+def _fhir_resource_id(rule: Rule) -> str | None:
+    """The index id a FHIR route names: the resource's own, or for a Goal or an Observation its plan's."""
+    args = request.view_args or {}
+    if "part_id" in args:
+        from interop.fhir_plans import split_part_id
+        parts = split_part_id(args["part_id"])
+        return parts[0] if parts else None
+    return args.get("resource_id")
+
+
 #: routes that need no caller at all
 PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/", "/v1/audit/public-key")
 
@@ -162,7 +229,8 @@ def rule_for_request() -> tuple[Rule | None, str | None]:
         return forwarded_rule(segment, (request.view_args or {}).get("rest", ""), request.method)
     if request.method == "OPTIONS":
         return Rule(None, NONE), None  # answered by Flask itself: the route's Allow, no data
-    return RULES.get((method, rule.rule)), None
+    found = RULES.get((method, rule.rule))
+    return found, (_fhir_resource_id(found) if found is not None and found.fhir else None)
 
 
 # -- settling the subject -----------------------------------------------------------------------
@@ -197,6 +265,9 @@ def _subject(rule: Rule, resource_id: str | None, session) -> str:
         if not is_valid(nhs):
             raise _unprocessable("nhs_number", "Not a valid NHS number.")
         return nhs
+    if rule.fhir and rule.subject in (QUERY, BODY):
+        from .fhir import subject as fhir_subject
+        return (fhir_subject.of_search(rule.params) if rule.subject == QUERY else fhir_subject.of_create())
     if rule.subject == QUERY:
         values = request.args.getlist("nhs_number")
         if len(values) != 1:
@@ -407,7 +478,7 @@ class Visibility:
         return seen
 
     def allows(self, nhs_number: str, initiative: str | None) -> bool:
-        if initiative in SHAREABLE and not self.caller.has(f"{initiative}:read"):
+        if initiative in SHAREABLE and not may_read(self.caller, initiative):
             return False
         if self.caller.role != "admin" and nhs_number not in self.related:
             return False

@@ -20,7 +20,7 @@ from . import audit, limits, policy, tokens
 
 PURPOSE_UNAUTHENTICATED = "unauthenticated"
 #: the doors that take a bearer token; everything else is public or a web page
-API = ("/v1/",)
+API = ("/v1/", "/fhir/")
 
 
 def request_session():
@@ -65,12 +65,19 @@ def authenticate() -> None:
         return
     if api:
         caller, problem = _api_caller()
+        if problem is not None and "Authorization" not in request.headers and _anonymous_route():
+            problem = None  # a public route of the API (the FHIR CapabilityStatement): no caller needed
     else:  # a web page: the session cookie (gateway/pages.py)
         caller, problem = current_app.extensions["session_caller"](), None
     limits.check(caller)
     if problem is not None:
         raise problem
     g.caller = caller
+
+
+def _anonymous_route() -> bool:
+    rule, _ = policy.rule_for_request() if request.url_rule is not None else (None, None)
+    return rule is not None and rule.anonymous
 
 
 def caller() -> Caller:

@@ -161,7 +161,7 @@ def _own(session, sub_id: str, client_id: str, for_update: bool = False):
     except ValueError:
         raise Problem(404, "Not Found", "No such subscription.")
     s = webhook_subscriptions
-    stmt = select(s).where(s.c.id == sub_id, s.c.client_id == client_id)
+    stmt = select(s).where(s.c.id == sub_id, s.c.client_id == client_id, s.c.kind == "webhook")
     if for_update:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).mappings().first()
@@ -310,7 +310,7 @@ def list_subscriptions(query):
     """This client's subscriptions, oldest first."""
     who = policy.current().caller
     s = webhook_subscriptions
-    stmt = select(s).where(s.c.client_id == who.client_id)
+    stmt = select(s).where(s.c.client_id == who.client_id, s.c.kind == "webhook")
     after = _decode_cursor(query["cursor"])
     if after:
         created = datetime.fromisoformat(after[0].replace("Z", "+00:00"))

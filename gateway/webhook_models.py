@@ -40,6 +40,12 @@ webhook_subscriptions = Table(
     Column("request_hash", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    #: webhook (CloudEvents, /v1/subscriptions) or fhir (a Subscriptions Backport IG Subscription,
+    #: /fhir/R4/Subscription: its topic, filter, payload content and channel headers in ``fhir``)
+    Column("kind", String(20), nullable=False, server_default="webhook"),
+    Column("fhir", Json),
+    #: how many events were fanned out to it: a FHIR subscription's events are numbered 1, 2, …
+    Column("events_count", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("client_id", "idempotency_key", name="uq_webhook_subscriptions_idempotency"),
 )
 
@@ -61,7 +67,9 @@ webhook_deliveries = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True)),
+    Column("event_number", BigInteger),  # a FHIR subscription's event number (its $events)
 )
+Index("ix_webhook_deliveries_event_number", webhook_deliveries.c.subscription_id, webhook_deliveries.c.event_number)
 Index("ix_webhook_deliveries_sub", webhook_deliveries.c.subscription_id, webhook_deliveries.c.seq)
 Index("ix_webhook_deliveries_pending", webhook_deliveries.c.subscription_id, webhook_deliveries.c.subject,
       webhook_deliveries.c.position, postgresql_where=webhook_deliveries.c.status == "pending",

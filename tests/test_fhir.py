@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from coproduction.events import EXPRESSED_BY, PRIORITY_CATEGORIES, PRIORITY_STATUSES, iso
 from coproduction.nhs_number import with_check_digit
 from harness import Platform, wait_for
-from services.plans import fhir
+from interop import fhir_plans as fhir
 from services.plans.schemas import (ACTION_OWNERS, ACTION_STATUSES, GOAL_ACHIEVEMENT, GOAL_LIFECYCLE,
                                     PLAN_STATUSES)
 

@@ -20,7 +20,8 @@ from oauth_client import (ASSERTION_TYPE, access_token, ask_token, assertion, be
 
 NHS = "9434765919"
 PLAN = {"nhs_number": NHS, "priorities": [{"text": "Get back to the allotment", "category": "learning_and_hobbies"}]}
-GP_GRANTABLE = sorted(ROLES["gp"]) + ["system/CarePlan.crus", "system/Goal.rs", "system/Patient.rs"]
+GP_GRANTABLE = sorted(ROLES["gp"]) + ["system/Account.rs", "system/CarePlan.crus", "system/EpisodeOfCare.rs",
+                                      "system/Goal.rs", "system/Observation.rs", "system/Patient.rs", "system/Task.rs"]
 
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])

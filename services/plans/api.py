@@ -21,7 +21,7 @@ from coproduction.http import Problem, check_if_match, ctx, flatten_errors, load
 from coproduction.outbox import emit
 from coproduction.paging import keyset_page
 
-from . import fhir
+from interop import fhir_plans as fhir
 from .models import IllegalTransition, Plan, PlanVersion, goal_transition_problem, idempotency_keys, outbox
 from .schemas import (ActionPatchSchema, AgreeSchema, GoalPatchSchema, PlanCreateSchema, PlanListQuery,
                       PlanListSchema, PlanPatchSchema, PlanSchema, ReasonSchema, RequiredReasonSchema,

@@ -1,9 +1,14 @@
 """A care and support plan as FHIR R4: CarePlan, Goal, Observation (the results shared) and Patient.
 
-Pure functions from a plan in the shape the API returns (``api.plan_json``) to FHIR R4 JSON
-dicts; no FHIR library is needed at run time (the tests validate every document with
-fhir.resources). The gateway's person Bundle (``gateway/fhir.py``) uses the same mapping, so a
-plan reads the same from either door.
+Pure functions from a plan in the shape the plans API returns (``services/plans/api.plan_json``)
+to FHIR R4 JSON dicts; no FHIR library is needed at run time (the tests validate every document
+with fhir.resources). The plans service's export, the gateway's person Bundle and the gateway's
+FHIR server (gateway/fhir/) all use this one mapping, so a plan reads the same from every door.
+
+How resources name each other is a :class:`Refs`: inside an export Bundle every id is a derived
+UUID and references are ``urn:uuid:``s (:data:`EXPORT`); on the FHIR server the Patient's id is the
+NHS number, a CarePlan's id is the plan's, and a Goal's or an Observation's id is its plan's id and
+its own, so any of them can be read back (:data:`SERVER`).
 
 What FHIR R4 has no element for travels in extensions under :data:`EXT` (documented in
 docs/http-api.md): what matters to the person (``what-matters``), the next review date, who agreed
@@ -11,8 +16,10 @@ the plan and whether the person did, when results were shared, and each action's
 """
 from __future__ import annotations
 
+import base64
 import re
 import uuid
+from dataclasses import dataclass
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 URI_SYSTEM = "urn:ietf:rfc:3986"
@@ -44,15 +51,63 @@ def patient_id(nhs_number: str) -> str:
     return derived_id("patient", nhs_number)
 
 
+def part_id(plan_id: str, item_id: str) -> str:
+    """The server id of a plan's Goal or Observation: ``<plan id>.<item id in base32>`` (63 characters,
+    inside FHIR's 64), so the plan, and with it the person, is known from the id alone."""
+    raw = uuid.UUID(item_id).bytes
+    return f"{plan_id}.{base64.b32encode(raw).decode().rstrip('=').lower()}"
+
+
+def split_part_id(resource_id: str) -> tuple[str, str] | None:
+    """(plan id, item id) of a :func:`part_id`, or None for anything else."""
+    plan_id, dot, encoded = resource_id.partition(".")
+    if not dot or len(encoded) != 26:
+        return None
+    try:
+        uuid.UUID(plan_id)
+        item = uuid.UUID(bytes=base64.b32decode(encoded.upper() + "======"))
+    except (ValueError, TypeError):
+        return None
+    return (plan_id, str(item)) if part_id(plan_id, str(item)) == resource_id else None
+
+
+@dataclass(frozen=True)
+class Refs:
+    """How the resources of a plan are identified and refer to each other."""
+
+    server: bool
+
+    def patient_id(self, nhs_number: str) -> str:
+        return nhs_number if self.server else patient_id(nhs_number)
+
+    def goal_id(self, plan_id: str, goal_id: str) -> str:
+        return part_id(plan_id, goal_id) if self.server else derived_id("goal", plan_id, goal_id)
+
+    def result_id(self, plan_id: str, result_id: str) -> str:
+        return part_id(plan_id, result_id) if self.server else derived_id("result", plan_id, result_id)
+
+    def ref(self, resource_type: str, resource_id: str, display: str | None = None) -> dict:
+        out = {"reference": f"{resource_type}/{resource_id}" if self.server else f"urn:uuid:{resource_id}"}
+        if display:
+            out["display"] = display
+        return out
+
+    def patient_ref(self, nhs_number: str, display: str | None = None) -> dict:
+        out = self.ref("Patient", self.patient_id(nhs_number), display)
+        if self.server:
+            out["identifier"] = {"system": NHS_SYSTEM, "value": nhs_number}
+        return out
+
+
+EXPORT, SERVER = Refs(server=False), Refs(server=True)
+
+
 def ref(resource_id: str, display: str | None = None) -> dict:
-    out = {"reference": f"urn:uuid:{resource_id}"}
-    if display:
-        out["display"] = display
-    return out
+    return EXPORT.ref("", resource_id, display)
 
 
-def patient(nhs_number: str) -> dict:
-    return {"resourceType": "Patient", "id": patient_id(nhs_number),
+def patient(nhs_number: str, refs: Refs = EXPORT) -> dict:
+    return {"resourceType": "Patient", "id": refs.patient_id(nhs_number),
             "identifier": [{"system": NHS_SYSTEM, "value": nhs_number}]}
 
 
@@ -80,10 +135,20 @@ def _number(value: str):
     return None
 
 
-def goal(plan: dict, g: dict) -> dict:
-    subject = ref(patient_id(plan["nhs_number"]))
+def _part_meta(plan: dict, refs: Refs) -> dict:
+    """On the server a Goal's or an Observation's versions are its plan's (docs/fhir.md)."""
+    if not refs.server:
+        return {}
+    meta = {"versionId": str(plan["version"])}
+    if plan.get("updated_at"):
+        meta["lastUpdated"] = plan["updated_at"]
+    return {"meta": meta}
+
+
+def goal(plan: dict, g: dict, refs: Refs = EXPORT) -> dict:
+    subject = refs.patient_ref(plan["nhs_number"])
     out = {
-        "resourceType": "Goal", "id": derived_id("goal", plan["id"], g["id"]),
+        "resourceType": "Goal", "id": refs.goal_id(plan["id"], g["id"]), **_part_meta(plan, refs),
         "identifier": [{"system": URI_SYSTEM, "value": f"urn:uuid:{g['id']}"}],
         "lifecycleStatus": g.get("lifecycle_status") or "active",
         "achievementStatus": {"coding": [{
@@ -113,12 +178,12 @@ def goal(plan: dict, g: dict) -> dict:
     return out
 
 
-def result(plan: dict, r: dict) -> dict:
+def result(plan: dict, r: dict, refs: Refs = EXPORT) -> dict:
     out = {
-        "resourceType": "Observation", "id": derived_id("result", plan["id"], r["id"]),
+        "resourceType": "Observation", "id": refs.result_id(plan["id"], r["id"]), **_part_meta(plan, refs),
         "identifier": [{"system": URI_SYSTEM, "value": f"urn:uuid:{r['id']}"}],
         "status": "final", "code": {"text": r["name"]},
-        "subject": ref(patient_id(plan["nhs_number"])),
+        "subject": refs.patient_ref(plan["nhs_number"]),
     }
     if r.get("taken_on"):
         out["effectiveDateTime"] = r["taken_on"]
@@ -130,9 +195,9 @@ def result(plan: dict, r: dict) -> dict:
     return out
 
 
-def _activity(plan: dict, a: dict) -> dict:
+def _activity(plan: dict, a: dict, refs: Refs) -> dict:
     owner = a["owner"]
-    performer = (ref(patient_id(plan["nhs_number"]), OWNER_DISPLAY[owner]) if owner == "person"
+    performer = (refs.patient_ref(plan["nhs_number"], OWNER_DISPLAY[owner]) if owner == "person"
                  else {"display": OWNER_DISPLAY.get(owner, owner)})
     detail = {
         "extension": [_ext("action-owner", valueCode=owner)],
@@ -145,8 +210,8 @@ def _activity(plan: dict, a: dict) -> dict:
     return {"id": a["id"], "detail": detail}
 
 
-def care_plan(plan: dict) -> dict:
-    subject = ref(patient_id(plan["nhs_number"]))
+def care_plan(plan: dict, refs: Refs = EXPORT) -> dict:
+    subject = refs.patient_ref(plan["nhs_number"])
     extensions = [_priority_ext(p) for p in plan.get("priorities") or []]
     if plan.get("next_review_date"):
         extensions.append(_ext("next-review-date", valueDate=plan["next_review_date"]))
@@ -194,21 +259,23 @@ def care_plan(plan: dict) -> dict:
     if plan.get("person_agreed"):
         out["contributor"] = [subject]
     if plan.get("results"):
-        out["supportingInfo"] = [ref(derived_id("result", plan["id"], r["id"]), r["name"])
+        out["supportingInfo"] = [refs.ref("Observation", refs.result_id(plan["id"], r["id"]), r["name"])
                                  for r in plan["results"]]
     if plan.get("goals"):
-        out["goal"] = [ref(derived_id("goal", plan["id"], g["id"]), g["description"]) for g in plan["goals"]]
+        out["goal"] = [refs.ref("Goal", refs.goal_id(plan["id"], g["id"]), g["description"])
+                       for g in plan["goals"]]
     if plan.get("actions"):
-        out["activity"] = [_activity(plan, a) for a in plan["actions"]]
+        out["activity"] = [_activity(plan, a, refs) for a in plan["actions"]]
     if plan.get("status_reason"):
         out["note"] = [{"text": f"{plan['status'].replace('_', ' ')}: {plan['status_reason']}"}]
+        out.setdefault("extension", []).append(_ext("status-reason", valueString=plan["status_reason"]))
     return out
 
 
-def plan_resources(plan: dict) -> list[dict]:
+def plan_resources(plan: dict, refs: Refs = EXPORT) -> list[dict]:
     """CarePlan, then its Goals, then the Observations it rests on (no Patient)."""
-    return ([care_plan(plan)] + [goal(plan, g) for g in plan.get("goals") or []]
-            + [result(plan, r) for r in plan.get("results") or []])
+    return ([care_plan(plan, refs)] + [goal(plan, g, refs) for g in plan.get("goals") or []]
+            + [result(plan, r, refs) for r in plan.get("results") or []])
 
 
 def entry(resource: dict) -> dict:

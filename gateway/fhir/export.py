@@ -3,7 +3,7 @@
 Built from the gateway's projection (the ``aggregates`` table: each plan as its newest event
 carried it), so it answers even when the plans service is down, and reads the same as the plans
 service's own ``GET /v1/plans/{id}/fhir`` because both use one mapping
-(``services/plans/fhir.py``). The Bundle (type ``collection``) holds the Patient (identified by
+(``interop/fhir_plans.py``). The Bundle (type ``collection``) holds the Patient (identified by
 the NHS number, system ``https://fhir.nhs.uk/Id/nhs-number``), every plan as a CarePlan with its
 Goals and the results it rests on as Observations. When the person withheld their plans from the
 caller's role, the plans are left out and an OperationOutcome (code ``suppressed``) says so.
@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from coproduction.events import iso, now
 from coproduction.http import ctx
-from services.plans import fhir as plan_fhir
+from interop import fhir_plans as plan_fhir
 
-from .api import person
-from .models import aggregates
+from ..api import person
+from ..models import aggregates
 
 FHIR_JSON = "application/fhir+json"
 
