@@ -475,7 +475,8 @@ SEQUENCER_LOCK_HELD = """SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a
 def audit_state(platform) -> dict:
     from gateway.models import audit_log, audit_tree_heads, audit_tree_nodes
     db = platform.database("gateway")
-    with db.session() as s:
+    # one snapshot for every count: a batch committed between two of them would look like a loss
+    with db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as s, s.begin():
         committed = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
         leaves = s.execute(select(audit_log.c.leaf_index).where(audit_log.c.leaf_index.isnot(None))).scalars().all()
         size = s.execute(select(func.max(audit_tree_heads.c.tree_size))).scalar_one() or 0
