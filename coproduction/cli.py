@@ -6,9 +6,9 @@ import json
 import os
 import signal
 import sys
-import threading
 
-from .config import DOMAIN_SERVICES, SERVICE_PORTS, Settings, make_bus, var_dir
+from .config import Settings, make_bus, var_dir
+from .service import gateway_spec, load, part_names, service_names
 
 
 def _stop_on_signals(stop) -> None:
@@ -21,26 +21,23 @@ def cmd_serve(args) -> int:
     from .secrets import ConfigurationError
     from .web import serve
     logs.setup(f"{args.service}-web")
+    spec = load(args.service)
     try:
         settings = Settings.from_env(args.service)
-        settings.require_secrets()
-        if args.service == "gateway":
-            from gateway import audit_keys
-            audit_keys.public_key()  # the tree-head routes publish and check it
+        spec.check_configuration(settings)
     except ConfigurationError as exc:
         print(f"coproduction serve {args.service}: refusing to start: {exc}", file=sys.stderr)
         return 2
-    # the gateway's rate limits count in memory unless a shared store is set: then one process
-    one_process = args.service == "gateway" and settings.rate_limit_storage_uri.startswith("memory")
-    serve(args.service, args.host, args.port or SERVICE_PORTS[args.service], args.workers, one_process)
+    # rate limits counted in memory (no shared store set) are one process's: serve it as one
+    one_process = spec.rate_limited and settings.rate_limit_storage_uri.startswith("memory")
+    serve(args.service, args.host, args.port or spec.port, args.workers, one_process)
     return 0
 
 
 def cmd_relay(args) -> int:
     from . import logs, metrics
-    from .bus import Bus, Publisher
+    from .bus import Publisher
     from .outbox import Relay
-    from .service import load
     logs.setup(f"{args.service}-relay")
     spec = load(args.service)
     settings = Settings.from_env(args.service)
@@ -57,10 +54,8 @@ def cmd_relay(args) -> int:
 
 def cmd_consume(args) -> int:
     from . import logs, metrics
-    from .bus import Bus
     from gateway.app import database
     from gateway.consumer import make_consumer
-    from gateway.models import metadata
     logs.setup("gateway-consumer")
     settings = Settings.from_env("gateway")
     db = database(settings)
@@ -77,7 +72,6 @@ def cmd_deliver(args) -> int:
     from . import logs, metrics
     from gateway.app import database
     from gateway.delivery import make_dispatcher
-    from gateway.models import metadata
     logs.setup("gateway-deliver")
     settings = Settings.from_env("gateway")
     db = database(settings)
@@ -259,13 +253,12 @@ def cmd_makemigration(args) -> int:
 
 def cmd_rebuild(args) -> int:
     from gateway.app import database
-    from gateway.models import metadata
     from gateway.rebuild import rebuild
     settings = Settings.from_env("gateway")
     db = database(settings)
     from .web import migrate
     migrate("gateway")
-    result = rebuild(db, settings, services=args.services or DOMAIN_SERVICES, workers=args.workers)
+    result = rebuild(db, settings, services=args.services or service_names(), workers=args.workers)
     total = sum(result["events"].values())
     print(f"rebuilt {result['people']:,} portfolios from {total:,} events in {result['seconds']}s "
           f"({', '.join(f'{k} {v:,}' for k, v in result['events'].items())})")
@@ -305,7 +298,7 @@ def cmd_signing_key(args) -> int:
 
 def cmd_run(args) -> int:
     from .run import run_all
-    return run_all(services=args.services or list(DOMAIN_SERVICES))
+    return run_all(services=args.services or list(service_names()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,14 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve a service's or the gateway's HTTP API (gunicorn)")
-    p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
+    p.add_argument("service", choices=part_names())
     p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ["PORT"]) if os.environ.get("PORT") else None)
     p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2")))
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("relay", help="publish a service's outbox to the bus")
-    p.add_argument("service", choices=DOMAIN_SERVICES)
+    p.add_argument("service", choices=service_names())
     p.set_defaults(func=cmd_relay)
 
     p = sub.add_parser("consume", help="project service events into the gateway's portfolio")
@@ -368,11 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_broker_permissions)
 
     p = sub.add_parser("migrate", help="bring a service's database schema up to date")
-    p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
+    p.add_argument("service", choices=part_names())
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("makemigration", help="write a new Alembic revision from the models (developers)")
-    p.add_argument("service", choices=["gateway", *DOMAIN_SERVICES])
+    p.add_argument("service", choices=part_names())
     p.add_argument("-m", "--message", required=True)
     p.set_defaults(func=cmd_makemigration)
 
@@ -383,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("demo", help="load a realistic story through the gateway's public API")
-    p.add_argument("--url", default=os.environ.get("GATEWAY_URL", f"http://127.0.0.1:{SERVICE_PORTS['gateway']}"))
+    p.add_argument("--url", default=os.environ.get("GATEWAY_URL", f"http://127.0.0.1:{gateway_spec().port}"))
     p.add_argument("--token-file", help="JSON of role -> token (default: var/dev-clients.json)")
     p.add_argument("--nhs-number", default="9434765919")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each projection step")

@@ -6,6 +6,7 @@ from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
+from . import SPEC
 from . import admission, api, audit_api, audit_keys, changes, consent, discovery, fhir, oauth, pages
 from .fhir import export as fhir_export
 from . import policy, relationships, routing, security, subscriptions
@@ -16,17 +17,22 @@ from .tokens import TokenAuthority
 
 
 def database(settings: Settings) -> Database:
-    return Database(settings.database_url, settings.db_schema, pool_size=10, pre_ping=settings.db_pre_ping)
+    return SPEC.database(settings)
+
+
+def check_configuration(settings: Settings) -> None:
+    """What the gateway cannot serve without, beyond every part's secrets (ConfigurationError)."""
+    audit_keys.public_key()  # the tree-head routes publish and check it
 
 
 def create_app(settings: Settings | None = None):
-    settings = settings or Settings.from_env("gateway")
-    audit_keys.public_key()  # no tree-head routes without the audit log's key (ConfigurationError)
+    settings = settings or Settings.from_env(SPEC.name)
+    check_configuration(settings)
     db = database(settings)
-    app = kernel_app("gateway", "coproduction gateway", settings=settings, db=db, metadata=metadata,
+    app = kernel_app(SPEC.name, f"coproduction {SPEC.name}", settings=settings, db=db, metadata=metadata,
                      blueprints=[api.bp, audit_api.bp, consent.bp, relationships.bp, relationships.review_bp,
                                  admission.bp, subscriptions.bp, changes.bp, fhir_export.bp],
-                     description="The one door to a person's portfolio")
+                     description=SPEC.description)
     app.register_blueprint(routing.bp)
     app.extensions["every_bad_field"] = routing.every_bad_field
     app.extensions["oauth"] = TokenAuthority(settings)  # the access tokens it issues and accepts

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from coproduction.bus import Bus, Publisher
 from coproduction.config import Settings, make_bus
 from coproduction.outbox import Relay
-from coproduction.service import load
+from coproduction.service import gateway_spec, load, part_names
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
@@ -77,7 +77,7 @@ class Platform:
         self.services = list(services)
         # every service gets a port of its own, started or not: a call to one that is not running
         # here must be refused, never answered by some other process on the default port
-        self.ports = {name: free_port() for name in ["gateway", "plans", "budgets", "decisions", "groups"]}
+        self.ports = {name: free_port() for name in part_names()}
         self.var = tmp_path / "var"
         self.var.mkdir(parents=True, exist_ok=True)
         env = {
@@ -115,7 +115,7 @@ class Platform:
         self.tokens: dict[str, str] = {}
         self.extra_queues: list[str] = []
         self._databases: list = []
-        self.url = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.url = f"http://127.0.0.1:{self.ports[gateway_spec().name]}"
         self.http = requests.Session()
 
     # -- settings and parts ----------------------------------------------------------------
@@ -126,26 +126,18 @@ class Platform:
         return make_bus(self.settings("gateway"))
 
     def database(self, name: str):
-        if name == "gateway":
-            from gateway.app import database
-            db = database(self.settings("gateway"))
-        else:
-            db = load(name).database(self.settings(name))
+        db = load(name).database(self.settings(name))
         self._databases.append(db)
         return db
 
     def migrate(self):
         from coproduction.web import migrate
-        for name in ["gateway", *self.services]:
+        for name in [gateway_spec().name, *self.services]:
             migrate(name)
 
     # -- in-thread parts -------------------------------------------------------------------
     def start_web(self, name: str):
-        if name == "gateway":
-            from gateway.app import create_app
-        else:
-            create_app = load(name).create_app
-        self.servers[name] = ThreadServer(create_app(self.settings(name)), self.ports[name])
+        self.servers[name] = ThreadServer(load(name).create_app(self.settings(name)), self.ports[name])
 
     def restart_web(self, name: str, **env: str):
         """Stop an in-thread web server and start it again with ``env`` changed: a redeploy."""
@@ -282,7 +274,7 @@ class Platform:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         self.http.close()
-        for name in ["gateway", *self.services]:
+        for name in [gateway_spec().name, *self.services]:
             try:
                 db = self.database(name)
                 db.drop_schema()
