@@ -91,21 +91,11 @@ class Settings:
             allow_loopback_jwks_uri=_flag("ALLOW_LOOPBACK_JWKS_URI"),
         )
 
-
     def require_secrets(self) -> None:
         """Refuse to serve without good secrets (ConfigurationError naming what to set): every web
-        process checks service tokens; the gateway also signs the pages' session cookie and its
-        OAuth access tokens."""
+        process checks service tokens. A part that signs more checks its own keys too (its app
+        module's ``check_configuration``, run by ``PartSpec.check_configuration``)."""
         secrets.check("SERVICE_TOKEN_SECRET", self.service_token_secret)
-        if self.service == "gateway":
-            secrets.check("SESSION_SECRET", self.session_secret)
-            if self.session_secret == self.service_token_secret:
-                raise secrets.ConfigurationError("SESSION_SECRET must differ from SERVICE_TOKEN_SECRET")
-            secrets.signing_key("OAUTH_SIGNING_KEY", self.oauth_signing_key)
-            if self.oauth_previous_signing_key:
-                secrets.signing_key("OAUTH_PREVIOUS_SIGNING_KEY", self.oauth_previous_signing_key)
-            if self.oauth_token_lifetime < 1:
-                raise secrets.ConfigurationError("OAUTH_TOKEN_LIFETIME must be at least 1 (seconds)")
 
 
 def make_bus(settings: "Settings"):

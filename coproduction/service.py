@@ -67,9 +67,12 @@ class PartSpec:
         return importlib.import_module(self.app_module).metadata
 
     @property
+    def package(self) -> str:
+        return self.app_module.rsplit(".", 1)[0]
+
+    @property
     def migrations(self) -> Path:
-        package = importlib.import_module(self.app_module.rsplit(".", 1)[0])
-        return Path(package.__file__).resolve().parent / "migrations"
+        return Path(importlib.import_module(self.package).__file__).resolve().parent / "migrations"
 
     def check_configuration(self, settings: "Settings") -> None:
         """Refuse to start without what the part needs (ConfigurationError naming what to set)."""

@@ -2,6 +2,7 @@
 decision, the routes and the audit, in the order every request meets them."""
 from __future__ import annotations
 
+from coproduction import secrets
 from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
@@ -21,7 +22,17 @@ def database(settings: Settings) -> Database:
 
 
 def check_configuration(settings: Settings) -> None:
-    """What the gateway cannot serve without, beyond every part's secrets (ConfigurationError)."""
+    """What the gateway cannot serve without, beyond every part's service-token secret
+    (ConfigurationError naming what to set): it signs the pages' session cookie, its OAuth access
+    tokens and the audit log's tree heads."""
+    secrets.check("SESSION_SECRET", settings.session_secret)
+    if settings.session_secret == settings.service_token_secret:
+        raise secrets.ConfigurationError("SESSION_SECRET must differ from SERVICE_TOKEN_SECRET")
+    secrets.signing_key("OAUTH_SIGNING_KEY", settings.oauth_signing_key)
+    if settings.oauth_previous_signing_key:
+        secrets.signing_key("OAUTH_PREVIOUS_SIGNING_KEY", settings.oauth_previous_signing_key)
+    if settings.oauth_token_lifetime < 1:
+        raise secrets.ConfigurationError("OAUTH_TOKEN_LIFETIME must be at least 1 (seconds)")
     audit_keys.public_key()  # the tree-head routes publish and check it
 
 

@@ -1,7 +1,8 @@
 """Running the platform for tests: real HTTP servers, real RabbitMQ and PostgreSQL.
 
 ``Platform`` starts each part either in this process (a thread per server, relay and consumer:
-fast) or as the very processes ``coproduction run`` starts (for killing them). Each platform gets
+fast) or as the very processes ``coproduction run`` starts (for killing them), through the same
+launcher (``bootstrap.launcher``: migrations, clients, process command lines). Each platform gets
 its own PostgreSQL schemas and its own RabbitMQ name prefix, so tests never see each other.
 """
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,6 +23,8 @@ from coproduction.bus import Bus, Publisher
 from coproduction.config import Settings, make_bus
 from coproduction.outbox import Relay
 from coproduction.service import gateway_spec, load, part_names
+
+from bootstrap import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
@@ -131,9 +133,7 @@ class Platform:
         return db
 
     def migrate(self):
-        from coproduction.web import migrate
-        for name in [gateway_spec().name, *self.services]:
-            migrate(name)
+        launcher.migrate(self.services)
 
     # -- in-thread parts -------------------------------------------------------------------
     def start_web(self, name: str):
@@ -206,8 +206,7 @@ class Platform:
         if port:
             env["PORT"] = str(port)
         log = open(self.var / f"{key}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env, cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = launcher.start(list(argv), env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs[key] = proc
         return proc
 
@@ -228,11 +227,8 @@ class Platform:
 
     # -- clients ---------------------------------------------------------------------------
     def create_clients(self):
-        from gateway import clients
-        db = self.database("gateway")
-        for role in ("hospital", "gp", "social_care", "community", "admin"):
-            _id, self.tokens[role] = clients.create(db, f"test {role}", f"ORG{role[:3].upper()}", role)
-        db.dispose()
+        roles = ("hospital", "gp", "social_care", "community", "admin")
+        self.tokens.update(launcher.create_clients("test", {role: f"ORG{role[:3].upper()}" for role in roles}))
 
     def call(self, role: str | None, method: str, path: str, **kwargs) -> requests.Response:
         headers = kwargs.pop("headers", {})

@@ -34,7 +34,7 @@ def jwks_of(*keys) -> dict:
 
 
 def cli(platform, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coproduction.cli", *args], env=dict(platform.env), cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bootstrap.cli", *args], env=dict(platform.env), cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -23,7 +23,7 @@ ROLES = ("gp", "hospital", "community", "social_care")
 
 
 def cli(platform, *argv, env=None):
-    return subprocess.run([sys.executable, "-m", "coproduction.cli", *argv], env=dict(platform.env, **(env or {})),
+    return subprocess.run([sys.executable, "-m", "bootstrap.cli", *argv], env=dict(platform.env, **(env or {})),
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -240,13 +240,13 @@ def test_no_gateway_and_no_sequencer_without_a_usable_signing_key(make_platform,
     env = dict(os.environ, **unset)
     env.pop("AUDIT_SIGNING_KEY", None)
     for argv in (["serve", "gateway", "--port", "1"], ["audit", "sequence"]):
-        out = subprocess.run([sys.executable, "-m", "coproduction.cli", *argv], env=env, cwd=ROOT,
+        out = subprocess.run([sys.executable, "-m", "bootstrap.cli", *argv], env=env, cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and "AUDIT_SIGNING_KEY is not set" in out.stderr, (argv, out.stderr)
     rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     (tmp_path / "rsa.pem").write_bytes(rsa_pem)
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "sequence"],
+    out = subprocess.run([sys.executable, "-m", "bootstrap.cli", "audit", "sequence"],
                          env=dict(env, AUDIT_SIGNING_KEY_FILE=str(tmp_path / "rsa.pem")), cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not an Ed25519 key" in out.stderr, out.stderr

@@ -88,7 +88,7 @@ def config(*, coverage: bool) -> schemathesis.Config:
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
-    from gateway.demo import run as load_story
+    from bootstrap.demo import run as load_story
     p = Platform(tmp_path_factory.mktemp("bad-input"), services=SERVICES)
     try:
         p.start()

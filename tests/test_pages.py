@@ -1,6 +1,6 @@
 """The web pages in a real headless Chromium: the clinician's portfolio page and the site report.
 
-The demo person is built from all four services through the gateway's public API (``gateway.demo``:
+The demo person is built from all four services through the gateway's public API (``bootstrap.demo``:
 an agreed care plan, an Expert Patients course, a personal health budget, two decisions on
 admission), plus one decision that says a priority was achieved while the plan still holds it (a
 conflict the page must flag). A client signs in with its token; the page must show the same ranked
@@ -23,7 +23,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from coproduction.nhs_number import with_check_digit
-from gateway import clients, demo, pages
+from bootstrap import demo
+from gateway import clients, pages
 from harness import ROOT, Platform, wait_for
 
 NHS = demo.DEFAULT_NHS

@@ -72,7 +72,7 @@ def test_rebuild_after_losing_the_gateway_database(make_platform):
     late = [p for p in late if p][:8]
     writer = threading.Thread(target=write_plans, args=(platform, late, "Swim again"))
     writer.start()  # events keep arriving, through the consumer, while the rebuild runs
-    result = subprocess.run([sys.executable, "-m", "coproduction.cli", "rebuild", "--workers", "2", *services],
+    result = subprocess.run([sys.executable, "-m", "bootstrap.cli", "rebuild", "--workers", "2", *services],
                             env=dict(platform.env), cwd=ROOT, capture_output=True, text=True, timeout=300)
     writer.join()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -95,7 +95,7 @@ def test_rebuild_of_a_lost_gateway_database_from_all_four_services(make_platform
     is dropped; `coproduction rebuild` gives the same portfolios, and what arrives meanwhile is
     neither lost nor doubled."""
     import json as _json
-    from coproduction.cli import main
+    from bootstrap.cli import main
     from coproduction.web import migrate
     services = ("plans", "budgets", "decisions", "groups")
     platform = make_platform(services=services).start()
@@ -116,7 +116,7 @@ def test_rebuild_of_a_lost_gateway_database_from_all_four_services(make_platform
     late = [p for p in (with_check_digit(f"95112{i:04d}") for i in range(20)) if p][:6]
     writer = threading.Thread(target=write_plans, args=(platform, late, "Swim again"))
     writer.start()  # the services keep taking writes; their events wait in the gateway's queue
-    result = subprocess.run([sys.executable, "-m", "coproduction.cli", "rebuild", "--workers", "1"], env=dict(platform.env),
+    result = subprocess.run([sys.executable, "-m", "bootstrap.cli", "rebuild", "--workers", "1"], env=dict(platform.env),
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     writer.join()
     assert result.returncode == 0, result.stdout + result.stderr

@@ -186,7 +186,7 @@ def test_every_access_is_audited_once_and_the_log_verifies(seeded):
     platform.start_sequencer()
     wait_for(lambda: all(r["leaf_index"] is not None for r in _audit_rows(platform)), message="every record sequenced")
     env = dict(platform.env)
-    verify = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "verify"], env=env, cwd=ROOT,
+    verify = subprocess.run([sys.executable, "-m", "bootstrap.cli", "audit", "verify"], env=env, cwd=ROOT,
                             capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     platform.stop_thread("gateway-sequencer")
@@ -195,7 +195,7 @@ def test_every_access_is_audited_once_and_the_log_verifies(seeded):
     with db.session() as s:
         s.execute(text("UPDATE audit_log SET purpose = 'curiosity' WHERE id = :id"), {"id": altered["id"]})
     db.dispose()
-    verify = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "verify"], env=env, cwd=ROOT,
+    verify = subprocess.run([sys.executable, "-m", "bootstrap.cli", "audit", "verify"], env=env, cwd=ROOT,
                             capture_output=True, text=True)
     assert verify.returncode == 1
     assert f"leaf {altered['leaf_index']} (record id {altered['id']}) does not match" in verify.stdout
@@ -204,7 +204,7 @@ def test_every_access_is_audited_once_and_the_log_verifies(seeded):
 
 def test_clients_command_prints_the_token_last_and_stores_only_its_hash(platform):
     env = dict(platform.env)
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "Ward 7",
+    out = subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "create", "--name", "Ward 7",
                           "--org", "RXX01", "--role", "hospital"], env=env, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     token = out.stdout.split()[-1]
@@ -214,10 +214,10 @@ def test_clients_command_prints_the_token_last_and_stores_only_its_hash(platform
     with db.session() as s:
         stored = " ".join(str(v) for row in s.execute(text("SELECT * FROM clients")).all() for v in row)
     assert token not in stored
-    listing = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "list"], env=env, cwd=ROOT,
+    listing = subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "list"], env=env, cwd=ROOT,
                              capture_output=True, text=True).stdout
     client_id = next(c for c in __import__("json").loads(listing) if c["name"] == "Ward 7")["id"]
-    subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "revoke", client_id], env=env, cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "revoke", client_id], env=env, cwd=ROOT, check=True,
                    capture_output=True)
     r = platform.call(None, "GET", f"/v1/people/{NHS}/priorities", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401

@@ -25,9 +25,9 @@ import uuid
 from datetime import date, timedelta
 from typing import Callable, Iterator
 
-from .auth import SCOPES, Caller, issue_service_token
-from .config import Settings
-from .service import service_names
+from coproduction.auth import SCOPES, Caller, issue_service_token
+from coproduction.config import Settings
+from coproduction.service import service_names
 
 FIRST = 900_000_000
 SEED_CALLER = Caller("seed", "coproduction seed", "SEED01", "admin", frozenset(SCOPES), "data generation")
@@ -64,8 +64,8 @@ class _Service:
     """One domain service's Flask app in this process, called like the gateway calls it."""
 
     def __init__(self, name: str):
-        from .service import load
-        from .web import migrate
+        from coproduction.service import load
+        from coproduction.web import migrate
         migrate(name)
         self.name = name
         self.settings = Settings.from_env(name)
@@ -92,7 +92,7 @@ class _Service:
         return resp.get_json()
 
     def dispose(self) -> None:
-        from .http import ctx
+        from coproduction.http import ctx
         with self.app.app_context():
             ctx().db.dispose()
 
@@ -196,7 +196,7 @@ def _detailed_part(numbers: list[str], services: list[str], label: str = "") -> 
 
 def seed_detailed(numbers: list[str], services: list[str], jobs: int = 1) -> None:
     """The detailed people, in ``jobs`` processes side by side (shares of whole courses of ten)."""
-    from .web import migrate
+    from coproduction.web import migrate
     for name in services:
         migrate(name)
     if jobs <= 1 or len(numbers) < 20 * jobs:
@@ -227,9 +227,9 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
     from services.plans import events as _plan_events  # noqa: F401  (registers the schemas make_event checks)
     from services.plans import models as plans_models
 
-    from .events import make_event, now
-    from .outbox import record_many
-    from .service import load
+    from coproduction.events import make_event, now
+    from coproduction.outbox import record_many
+    from coproduction.service import load
 
     db = load("plans").database(Settings.from_env("plans"))
     context = Flask("seed").test_request_context()  # the service's helpers read the caller from g
@@ -296,7 +296,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
 
 def seed_bulk_plans(numbers: list[str], *, published: bool, batch: int, jobs: int = 1) -> None:
     """The bulk people, in ``jobs`` processes side by side (each its own transactions)."""
-    from .web import migrate
+    from coproduction.web import migrate
     migrate("plans")
     if jobs <= 1 or len(numbers) < 2 * batch:
         _bulk_part(numbers, published, batch)

@@ -10,9 +10,11 @@ import time
 
 import requests
 
-from . import secrets
-from .config import Settings, var_dir
-from .service import gateway_spec, load, service_names
+from coproduction import secrets
+from coproduction.config import Settings, var_dir
+from coproduction.service import gateway_spec, load, service_names
+
+from . import launcher
 
 #: one development client per role, each of its own organisation (care relationships are kept per
 #: organisation: one shared code would give every role the GP's relationships)
@@ -22,23 +24,14 @@ DEV_SECRETS = ("SERVICE_TOKEN_SECRET", "SESSION_SECRET")
 
 def dev_clients() -> dict[str, str]:
     """One development client per role, kept under var/ so a restart prints the same tokens."""
-    from gateway import clients
-    from gateway.app import database
-    db = database(Settings.from_env("gateway"))
     path = var_dir() / "dev-clients.json"
-    tokens = json.loads(path.read_text()) if path.exists() else {}
-    for role, org in DEV_ORGS.items():
-        token = tokens.get(role)
-        if token is None or clients.authenticate(db, token) is None:
-            _id, tokens[role] = clients.create(db, f"development {role}", org, role)
+    tokens = launcher.create_clients("development", DEV_ORGS, json.loads(path.read_text()) if path.exists() else {})
     path.write_text(json.dumps(tokens, indent=2))
     path.chmod(0o600)
-    db.dispose()
     return tokens
 
 
 def run_all(services: list[str]) -> int:
-    from .web import migrate
     unknown = set(services) - set(service_names())
     if unknown:
         print(f"no such service: {', '.join(sorted(unknown))}", file=sys.stderr)
@@ -53,15 +46,9 @@ def run_all(services: list[str]) -> int:
     env.update(audit_keys.development_key(var_dir()))
     env.update(secrets.development_signing_key(var_dir()))
     os.environ.update(env)
-    for name in [gateway_spec().name, *services]:
-        migrate(name)
+    launcher.migrate(services)
     tokens = dev_clients()
-    commands = []
-    for spec in [*map(load, services), gateway_spec()]:
-        commands += [[spec.name + "-web", "serve", spec.name], *([w.label, *w.argv] for w in spec.workers)]
-    procs: list[tuple[str, subprocess.Popen]] = []
-    for label, *argv in commands:
-        procs.append((label, subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env)))
+    procs = [(label, launcher.start(argv, env)) for label, argv in launcher.processes(services)]
 
     stopping = False
 
