@@ -44,7 +44,7 @@ class Wrk:
     def run(self, base: str, paths: Path, token: str | None, seconds: float) -> dict:
         """GET random lines of the file paths from base for seconds, with token as a bearer token."""
         env = dict(os.environ, BENCH_TOKEN=token or "")
-        cmd = [self.path, "-t", str(self.threads), "-c", str(self.connections), "-d", f"{seconds}s",
+        cmd = [self.path, "-t", str(self.threads), "-c", str(self.connections), "-d", f"{seconds:g}s",
                "--timeout", "10s", "-s", str(SCRIPT), base, "--", str(paths)]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
         line = [l for l in out.stdout.splitlines() if l.startswith("{")]

@@ -113,6 +113,14 @@ class Platform:
             raise RuntimeError(f"coproduction {' '.join(argv)} failed (exit {proc.returncode})")
         return "".join(lines)
 
+    def admit(self, http: requests.Session, nhs: str) -> None:
+        """Declare the hospital client's admission of the person: what its reads of them rest on."""
+        body = {"kind": "admission", "encounter_id": "BENCH-ADM", "reason": "Admitted for the bench"}
+        r = http.post(f"{self.gateway}/v1/people/{nhs}/relationships", json=body,
+                      headers={"Authorization": f"Bearer {self.tokens['hospital']}"})
+        if r.status_code != 201:
+            raise RuntimeError(f"POST /v1/people/{nhs}/relationships answered {r.status_code}: {r.text[:300]}")
+
     # databases ----------------------------------------------------------------------------------
     def pg(self, schema: str):
         """An autocommit connection to one of the bench's schemas (gateway, plans, …)."""

@@ -19,11 +19,13 @@ PATHS = {"baseline": "/docs/{}", "portfolio": "/v1/people/{}/portfolio",
 
 
 def prepare(ctx: Context) -> None:
-    """Copy every seeded person's portfolio into the baseline's table; write each target's paths."""
+    """Admit every seeded person, copy their portfolios into the baseline's table, and write each
+    target's file of paths."""
     platform, http = ctx.platform, requests.Session()
     hospital = {"Authorization": f"Bearer {platform.tokens['hospital']}"}
     docs, sizes, admission_sizes = [], [], []
     for nhs in ctx.people:
+        platform.admit(http, nhs)
         r = http.get(f"{platform.gateway}/v1/people/{nhs}/portfolio", headers=hospital)
         r.raise_for_status()
         docs.append((nhs, r.content))
