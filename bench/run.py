@@ -39,7 +39,7 @@ from .platform import Platform
 from .timing import log
 
 
-def main(argv: list[str] | None = None) -> int:
+def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--people", type=int, default=1000, help="detailed people (every service)")
@@ -64,7 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.people, args.scale_people, args.events, args.writes = 200, 50_000, 3000, 50
         args.seconds, args.warmup, args.rounds = 4, 1, 1
+    return args
 
+
+def settings_line(args: argparse.Namespace) -> str:
+    return (f"{args.workers} gunicorn sync workers per web process; wrk {args.connections} "
+            f"connections, {args.wrk_threads} threads, {args.rounds} round(s) of {args.seconds:g} s "
+            f"after {args.warmup:g} s warm-up; {args.people:,} detailed people; "
+            f"{args.writes} writes; {args.events:,} relay/consumer events; "
+            f"{'no scale step' if args.skip_scale else f'{args.scale_people:,} people at scale'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = options(argv)
     started = time.monotonic()
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     platform = Platform(args.workers)
@@ -96,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": report.machine(),
             "load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
             "minutes": (time.monotonic() - started) / 60,
-            "settings": (f"{args.workers} gunicorn sync workers per web process; wrk {args.connections} "
-                         f"connections, {args.wrk_threads} threads, {args.rounds} round(s) of {args.seconds:g} s "
-                         f"after {args.warmup:g} s warm-up; {args.people:,} detailed people; "
-                         f"{args.writes} writes; {args.events:,} relay/consumer events; "
-                         f"{'no scale step' if args.skip_scale else f'{args.scale_people:,} people at scale'}")}
+            "settings": settings_line(args)}
     report.print_table(ctx.results)
     if args.json:
         args.json.write_text(json.dumps({"results": ctx.results, "info": info}, indent=2, default=str))
