@@ -53,8 +53,7 @@ def measure(ctx: Context) -> None:
     numbers = launcher.nhs_numbers(n, start=len(ctx.people))
     ctx.extra_people = n
     http = requests.Session()
-    visible, posts, polls = zip(*(_write_then_read(http, platform, nhs)
-                                  for nhs in numbers))
+    visible, posts, polls = zip(*(_write_then_read(http, platform, nhs) for nhs in numbers))
     bare = []
     for nhs in numbers:
         t0 = time.perf_counter()
