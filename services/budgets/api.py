@@ -6,42 +6,22 @@ import json
 
 import flask_smorest
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from coproduction import idempotency
 from coproduction.auth import requires
 from coproduction.http import ctx, with_etag
+from coproduction.idempotency import create_once
 from coproduction.paging import keyset_page
 
 from . import domain, handlers
+from .handlers import BUDGETS, budget_json
 from .models import Budget, idempotency_keys, outbox
 from .schemas import (ActivateSchema, AgreeSchema, BudgetCreateSchema, BudgetListQuery, BudgetListSchema,
                       BudgetPatchSchema, BudgetSchema, ChangeHistorySchema, ChangeQuery, EndSchema,
                       LineItemCreateSchema, LineItemListSchema, LineItemPatchSchema, ResumeSchema, ReviewSchema,
-                      StartPlanningSchema, SuspendSchema, budget_json)
+                      StartPlanningSchema, SuspendSchema)
 
 bp = flask_smorest.Blueprint("budgets", __name__, url_prefix="/v1/budgets",
                              description="Personal health budgets (and Care Act personal budgets)")
-
-
-def _idempotent_create(command, location):
-    """Run ``command(session)`` once per Idempotency-Key; a retry gets the first answer again."""
-    db = ctx().db
-    try:
-        with db.session() as session:
-            stored = idempotency.replay(session, idempotency_keys)
-            if stored is not None:
-                return stored
-            result = command(session)
-            payload = budget_json(result[0])
-            idempotency.remember(session, idempotency_keys, payload, 201)
-    except IntegrityError:
-        with db.session() as session:  # lost a race on the same Idempotency-Key
-            stored = idempotency.replay(session, idempotency_keys)
-        if stored is None:
-            raise
-        return stored
-    return with_etag(payload, 201, {"Location": location(*result)})
 
 
 def _write(command, *args):
@@ -56,8 +36,10 @@ def _write(command, *args):
 @bp.arguments(BudgetCreateSchema)
 @bp.response(201, BudgetSchema)
 def create_budget(body):
-    return _idempotent_create(lambda session: handlers.create(session, body),
-                              lambda budget, _event: f"/v1/budgets/{budget.id}")
+    def create(session):
+        budget, _event = handlers.create(session, body)
+        return budget_json(budget), f"/v1/budgets/{budget.id}"
+    return create_once(idempotency_keys, create)
 
 
 @bp.route("", methods=["GET"])
@@ -80,7 +62,7 @@ def list_budgets(query):
 @bp.response(200, BudgetSchema)
 def get_budget(budget_id):
     with ctx().db.session() as session:
-        return with_etag(budget_json(handlers.load(session, budget_id)))
+        return with_etag(budget_json(BUDGETS.load(session, budget_id)))
 
 
 @bp.route("/<budget_id>", methods=["PATCH"])
@@ -163,7 +145,7 @@ def end_budget(body, budget_id):
 @bp.response(200, LineItemListSchema)
 def list_line_items(budget_id):
     with ctx().db.session() as session:
-        budget = handlers.load(session, budget_id)
+        budget = BUDGETS.load(session, budget_id)
         return with_etag({"budget_id": budget.id, "nhs_number": budget.nhs_number, "version": budget.version,
                           "items": budget.content["line_items"]})
 
@@ -174,15 +156,18 @@ def list_line_items(budget_id):
 @bp.response(201, BudgetSchema)
 def add_line_item(body, budget_id):
     change = body.pop("change")
-    return _idempotent_create(lambda session: handlers.add_line_item(session, budget_id, body, change),
-                              lambda budget, item, _event: f"/v1/budgets/{budget.id}/line-items/{item['id']}")
+
+    def add(session):
+        budget, item, _event = handlers.add_line_item(session, budget_id, body, change)
+        return budget_json(budget), f"/v1/budgets/{budget.id}/line-items/{item['id']}"
+    return create_once(idempotency_keys, add)
 
 
 @bp.route("/<budget_id>/line-items/<item_id>", methods=["GET"])
 @requires("budgets:read")
 def get_line_item(budget_id, item_id):
     with ctx().db.session() as session:
-        budget = handlers.load(session, budget_id)
+        budget = BUDGETS.load(session, budget_id)
         item = budget.content["line_items"][domain.find_item(budget.content, item_id)]
         return with_etag(dict(item, budget_id=budget.id, nhs_number=budget.nhs_number, version=budget.version))
 
@@ -212,7 +197,7 @@ def delete_line_item(change, budget_id, item_id):
 def budget_changes(budget_id):
     """Every event of this budget, oldest first: what changed, why, from when, and who changed it."""
     with ctx().db.session() as session:
-        budget = handlers.load(session, budget_id)
+        budget = BUDGETS.load(session, budget_id)
         rows = session.execute(select(outbox.c.body).where(outbox.c.aggregate_id == budget.id)
                                .order_by(outbox.c.id)).scalars().all()
     items = []

@@ -9,6 +9,7 @@ import copy
 import uuid
 from datetime import date, datetime
 
+from coproduction.aggregate import StateMachine
 from coproduction.events import now, stamp_priorities
 from coproduction.http import Problem
 
@@ -79,25 +80,21 @@ ITEM_FIELDS = ("description", "category", "sector", "pence", "frequency", "effec
                "effective_to", "priority_ids", "provider", "paid_from")
 
 
-class IllegalTransition(Exception):
-    pass
-
-
-def next_status(status: str, action: str) -> str:
-    """The state ``action`` moves a budget in ``status`` to; IllegalTransition says why not."""
-    allowed = TRANSITIONS[status]
-    if action in allowed:
-        return allowed[action]
-    reason = REASONS.get((status, action)) or REASONS.get(("*", action))
+def _refusal(status: str, action: str, _possible: tuple[str, ...]) -> str:
+    """Why ``action`` is refused in ``status``: the reader's likely mistake, or what is possible."""
     if status == "ended":
-        reason = "The budget has ended; an ended budget is final."
-    if reason is None:
-        state = status.replace("_", " ")
-        article = "an" if state[0] in "aeiou" else "a"
-        reason = f"You cannot {VERBS.get(action, action)} {article} {state} budget"
-        reason += (f"; from {status.replace('_', ' ')} you can only "
-                   + " or ".join(f"{VERBS[a]} it" for a in allowed) + ".")
-    raise IllegalTransition(reason)
+        return "The budget has ended; an ended budget is final."
+    reason = REASONS.get((status, action)) or REASONS.get(("*", action))
+    if reason is not None:
+        return reason
+    state = status.replace("_", " ")
+    article = "an" if state[0] in "aeiou" else "a"
+    # in the order of TRANSITIONS (the budget's life), not alphabetical
+    return (f"You cannot {VERBS.get(action, action)} {article} {state} budget; from {state} you can only "
+            + " or ".join(f"{VERBS[a]} it" for a in TRANSITIONS[status]) + ".")
+
+
+MACHINE = StateMachine(TRANSITIONS, _refusal)
 
 
 def occurrences(item: dict) -> int:

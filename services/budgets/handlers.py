@@ -1,31 +1,55 @@
 """The budgets service's commands: create, change, move through the life cycle, edit line items.
 
-Each runs in the caller's transaction: it loads the budget FOR UPDATE, checks ``If-Match``, changes
-it, checks the budget's rules on the result (a broken rule is a 422 naming it and nothing is
-stored), bumps the version and writes the event to the outbox. Each returns the budget and the
-event it wrote (``None`` when nothing changed), so the API, seed and bench call them alike.
+Each runs in the caller's transaction through the kernel's write recipe (``BUDGETS``, an
+:class:`~coproduction.aggregate.Aggregate`): it loads the budget FOR UPDATE, checks ``If-Match``,
+changes it, checks the budget's rules on the result (a broken rule is a 422 naming it and nothing
+is stored), bumps the version and writes the event, which says what changed, to the outbox.
+Each returns the budget and the event it wrote (``None`` when nothing changed), so the API, seed
+and bench call them alike.
 """
 from __future__ import annotations
 
 import copy
 import uuid
 
+from coproduction.aggregate import Aggregate, changed_by
 from coproduction.auth import service_caller
 from coproduction.events import iso, now
-from coproduction.http import Problem, check_if_match, load_or_404, traceparent
-from coproduction.outbox import emit
 
 from . import domain
 from .models import Budget, outbox
-from .schemas import budget_json
 
 EVENT_FIELDS = ("plan_id", "kind", "status", "annual_pence", "currency", "allocated_pence", "holdings",
                 "line_items", "priorities", "holder", "care_coordinator", "next_review_date",
                 "agreed_by", "person_agreed", "agreed_at", "started_on", "review", "suspension", "ended")
 
 
-def load(session, budget_id: str, for_update: bool = False) -> Budget:
-    return load_or_404(session, Budget, budget_id, "budget", for_update)
+def budget_json(budget: Budget) -> dict:
+    """The budget as the API shows it and as every one of its events carries it."""
+    c = budget.content
+    spent = domain.allocated(c["line_items"])
+    return {
+        "id": budget.id, "version": budget.version, "status": budget.status,
+        "nhs_number": budget.nhs_number, "plan_id": budget.plan_id, "kind": c["kind"],
+        "annual_pence": c["annual_pence"], "currency": c["currency"], "holdings": c["holdings"],
+        "priorities": c["priorities"], "line_items": c["line_items"],
+        "allocated_pence": spent, "unallocated_pence": c["annual_pence"] - spent,
+        "holder": c["holder"], "care_coordinator": c.get("care_coordinator"),
+        "next_review_date": c.get("next_review_date"),
+        "agreed_by": budget.agreed_by, "person_agreed": budget.person_agreed,
+        "agreed_at": iso(budget.agreed_at) if budget.agreed_at else None,
+        "started_on": c.get("started_on"), "review": c.get("review"), "suspension": c.get("suspension"),
+        "ended": c.get("ended"),
+        "created_at": iso(budget.created_at), "updated_at": iso(budget.updated_at),
+    }
+
+
+def event_data(budget: Budget, change: dict) -> dict:
+    body = budget_json(budget)
+    return dict({k: body[k] for k in EVENT_FIELDS}, budget_id=budget.id, change=change, changed_by=changed_by())
+
+
+BUDGETS = Aggregate("budgets", Budget, "budget", domain.MACHINE, outbox, event_data)
 
 
 def _view(budget: Budget) -> dict:
@@ -33,29 +57,16 @@ def _view(budget: Budget) -> dict:
     return dict(copy.deepcopy(budget.content), status=budget.status, plan_id=budget.plan_id)
 
 
-def _emit(session, budget: Budget, type_: str, change: dict) -> dict:
-    body = budget_json(budget)
-    caller = service_caller()
-    data = {k: body[k] for k in EVENT_FIELDS}
-    data.update(budget_id=budget.id, change=change,
-                changed_by={"client": caller.client_id, "org": caller.org, "role": caller.role})
-    return emit(session, outbox, service="budgets", type=type_, subject=budget.nhs_number,
-                aggregate_id=budget.id, aggregate_version=budget.version, data=data, traceparent=traceparent())
-
-
 def _commit(session, budget: Budget, before: dict, type_: str, reason=None, effective_from=None,
             effective_to=None) -> dict:
-    """Bump the version and write the event describing the change; return the event."""
+    """A new version and the event saying what changed since ``before``; return the event."""
     change = domain.diff(before, _view(budget), reason, domain.day(effective_from), domain.day(effective_to))
-    budget.version += 1
-    budget.updated_at = now()
-    session.flush()
-    return _emit(session, budget, type_, change)
+    BUDGETS.bump(budget)
+    return BUDGETS.emit(session, budget, type_, change=change)
 
 
 def _open_for_change(session, budget_id: str) -> Budget:
-    budget = load(session, budget_id, for_update=True)
-    check_if_match(budget.version)
+    budget = BUDGETS.lock(session, budget_id)
     domain.check_open(budget.status)
     return budget
 
@@ -70,8 +81,7 @@ def create(session, body: dict) -> tuple[Budget, dict]:
                     status="requested", version=1, content=content, created_by=service_caller().client_id,
                     created_at=at, updated_at=at)
     session.add(budget)
-    session.flush()
-    return budget, _emit(session, budget, "budget.created", domain.creation_change(content["line_items"]))
+    return budget, BUDGETS.emit(session, budget, "budget.created", change=domain.creation_change(content["line_items"]))
 
 
 def change(session, budget_id: str, body: dict, change: dict) -> tuple[Budget, dict | None]:
@@ -91,14 +101,10 @@ def change(session, budget_id: str, body: dict, change: dict) -> tuple[Budget, d
 # -- life cycle ----------------------------------------------------------------------------
 def _move(session, budget_id: str, action: str, type_: str, apply=None, reason=None, effective_from=None,
           effective_to=None) -> tuple[Budget, dict]:
-    budget = load(session, budget_id, for_update=True)
-    check_if_match(budget.version)
+    budget = BUDGETS.lock(session, budget_id)
     before = _view(budget)
     from_status = budget.status
-    try:
-        budget.transition(action)
-    except domain.IllegalTransition as exc:
-        raise Problem(409, "Conflict", str(exc))
+    BUDGETS.move(budget, action)
     content = copy.deepcopy(budget.content)
     if apply is not None:
         apply(budget, content, from_status)

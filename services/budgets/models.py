@@ -3,24 +3,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, MetaData, String
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from coproduction.idempotency import idempotency_table
-from coproduction.outbox import outbox_table
-
-from .domain import next_status
-
-Json = JSON().with_variant(JSONB(), "postgresql")
+from coproduction.aggregate import Json, service_tables
 
 
 class Base(DeclarativeBase):
     metadata = MetaData()
 
 
-outbox = outbox_table(Base.metadata)
-idempotency_keys = idempotency_table(Base.metadata)
+outbox, idempotency_keys = service_tables(Base.metadata)
 
 
 class Budget(Base):
@@ -43,6 +36,3 @@ class Budget(Base):
 
     __table_args__ = (Index("ix_budgets_person_created", "nhs_number", "created_at", "id"),)
 
-    def transition(self, action: str) -> str:
-        self.status = next_status(self.status, action)
-        return self.status

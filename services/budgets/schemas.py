@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from coproduction.events import PrioritySchema, StrictBoolean, iso
+from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
 
 from .domain import (BUDGET_STATUSES, CATEGORIES, CURRENCY, EXCLUDED_CATEGORIES, FREQUENCIES,
                      HOLDER_RELATIONSHIPS, HOLDING_TYPES, KINDS, RULE_EXCLUDED, RULE_PLAN, RULE_PRIORITIES,
-                     SECTORS, allocated, holdings_message)
-from .models import Budget
+                     SECTORS, holdings_message)
 
 Text = lambda n=500, **kw: fields.String(validate=validate.Length(min=1, max=n), **kw)  # noqa: E731
 MAX_PENCE = 100_000_000  # £1,000,000 a year: anything above is a typing error
@@ -283,7 +282,7 @@ class ChangeQuery(Schema):
 
 
 class BudgetSchema(Schema):
-    """A budget as returned (documentation; responses are built by ``budget_json``)."""
+    """A budget as returned (documentation; responses are built by ``handlers.budget_json``)."""
 
     class Meta:
         unknown = EXCLUDE
@@ -344,23 +343,3 @@ class ChangeHistorySchema(Schema):
     budget_id = fields.String()
     nhs_number = fields.String()
     items = fields.List(fields.Dict())
-
-
-def budget_json(budget: Budget) -> dict:
-    """A budget as the API returns it and as every one of its events carries it."""
-    c = budget.content
-    spent = allocated(c["line_items"])
-    return {
-        "id": budget.id, "version": budget.version, "status": budget.status,
-        "nhs_number": budget.nhs_number, "plan_id": budget.plan_id, "kind": c["kind"],
-        "annual_pence": c["annual_pence"], "currency": c["currency"], "holdings": c["holdings"],
-        "priorities": c["priorities"], "line_items": c["line_items"],
-        "allocated_pence": spent, "unallocated_pence": c["annual_pence"] - spent,
-        "holder": c["holder"], "care_coordinator": c.get("care_coordinator"),
-        "next_review_date": c.get("next_review_date"),
-        "agreed_by": budget.agreed_by, "person_agreed": budget.person_agreed,
-        "agreed_at": iso(budget.agreed_at) if budget.agreed_at else None,
-        "started_on": c.get("started_on"), "review": c.get("review"), "suspension": c.get("suspension"),
-        "ended": c.get("ended"),
-        "created_at": iso(budget.created_at), "updated_at": iso(budget.updated_at),
-    }
