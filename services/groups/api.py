@@ -2,22 +2,25 @@
 the request, runs one command of ``handlers`` in a transaction and answers with the representation."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import flask_smorest
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from coproduction import idempotency
 from coproduction.auth import requires
+from coproduction.events import iso
 from coproduction.http import ctx, with_etag
+from coproduction.idempotency import create_once
 from coproduction.paging import keyset_page
 
 from . import domain, handlers
+from .handlers import COURSES
 from .models import Course, Enrolment, idempotency_keys
 from .schemas import (MAX_ACTION_PLANS, ActionPlanSchema, ActionResultSchema, AttendanceSchema,
                       CourseCreateSchema, CourseListQuery, CourseListSchema, CoursePatchSchema, CourseSchema,
                       EnrolmentCreateSchema, EnrolmentListQuery, EnrolmentListSchema, EnrolmentSchema,
-                      ReasonSchema, course_json, enrolment_json)
+                      ReasonSchema)
 
 courses = flask_smorest.Blueprint("courses", __name__, url_prefix="/v1/courses",
                                   description="Self-management courses (Expert Patients Programme, "
@@ -29,27 +32,40 @@ enrolments = flask_smorest.Blueprint("enrolments", __name__, url_prefix="/v1/enr
 ONE_PLACE = "This person is already enrolled on this course; a person can hold only one place on a course."
 
 
-def _create_once(command, answer, lock=lambda session: None, race_conflict: str | None = None):
-    """Run ``command`` once per Idempotency-Key (after ``lock``, so a retry racing its own first
-    attempt gets the first answer); ``answer`` gives the payload and the Location of the result."""
-    db = ctx().db
-    try:
-        with db.session() as session:
-            locked = lock(session)
-            stored = idempotency.replay(session, idempotency_keys)
-            if stored is not None:
-                return stored
-            payload, location = answer(session, command(session, locked))
-            idempotency.remember(session, idempotency_keys, payload, 201)
-    except IntegrityError:
-        with db.session() as session:  # a racing retry with the same key (or a racing double enrolment)
-            stored = idempotency.replay(session, idempotency_keys)
-        if stored is not None:
-            return stored
-        if race_conflict is None:
-            raise
-        raise domain.conflict(race_conflict)
-    return with_etag(payload, 201, {"Location": location})
+# -- representations -----------------------------------------------------------------------
+def course_json(course: Course, taken: int) -> dict:
+    return {
+        "id": course.id, "version": course.version, "programme": course.programme, "title": course.title,
+        "sessions": course.sessions, "session_minutes": course.session_minutes,
+        "session_dates": [(course.starts_on + timedelta(weeks=n)).isoformat() for n in range(course.sessions)],
+        "completion_min_sessions": course.completion_min_sessions, "completion_rule": course.rule,
+        "capacity": course.capacity, "places_taken": taken, "places_left": max(0, course.capacity - taken),
+        "starts_on": course.starts_on.isoformat(), "venue": course.venue, "tutors": course.tutors,
+        "status": course.status, "status_reason": course.status_reason,
+        "created_at": iso(course.created_at), "updated_at": iso(course.updated_at),
+    }
+
+
+def _course_summary(course: Course) -> dict:
+    return {"id": course.id, "title": course.title, "programme": course.programme,
+            "starts_on": course.starts_on.isoformat(), "sessions": course.sessions,
+            "session_minutes": course.session_minutes, "status": course.status}
+
+
+def enrolment_json(e: Enrolment, course: Course) -> dict:
+    return {
+        "id": e.id, "version": e.version, "course_id": e.course_id, "course": _course_summary(course),
+        "nhs_number": e.nhs_number, "status": e.status, "referral_source": e.referral_source,
+        "priorities": e.priorities, "attendance": e.attendance, "sessions_attended": e.sessions_attended,
+        "completion": {"rule": course.rule, "min_sessions": course.completion_min_sessions,
+                       "sessions_attended": e.sessions_attended, "met": e.rule_met(course),
+                       "final_session_recorded": e.final_session_recorded(course)},
+        "action_plans": e.action_plans,
+        "withdrawn_reason": e.withdrawn_reason, "withdrawn_by": e.withdrawn_by,
+        "withdrawn_at": iso(e.withdrawn_at) if e.withdrawn_at else None,
+        "completed_at": iso(e.completed_at) if e.completed_at else None,
+        "created_at": iso(e.created_at), "updated_at": iso(e.updated_at),
+    }
 
 
 def _enrolment_write(command, *args):
@@ -65,8 +81,11 @@ def _enrolment_write(command, *args):
 @courses.response(201, CourseSchema)
 def create_course(body):
     min_of_six = current_app.config["GROUPS_COMPLETION_MIN_SESSIONS"]
-    return _create_once(lambda session, _: handlers.create_course(session, body, min_of_six),
-                        lambda session, course: (course_json(course, 0), f"/v1/courses/{course.id}"))
+
+    def create(session):
+        course = handlers.create_course(session, body, min_of_six)
+        return course_json(course, 0), f"/v1/courses/{course.id}"
+    return create_once(idempotency_keys, create)
 
 
 @courses.route("", methods=["GET"])
@@ -90,7 +109,7 @@ def list_courses(query):
 @courses.response(200, CourseSchema)
 def get_course(course_id):
     with ctx().db.session() as session:
-        course = handlers.load_course(session, course_id)
+        course = COURSES.load(session, course_id)
         return with_etag(course_json(course, handlers.taken(session, course)))
 
 
@@ -139,13 +158,13 @@ def cancel_course(body, course_id):
 @courses.arguments(EnrolmentCreateSchema)
 @courses.response(201, EnrolmentSchema)
 def enrol(body, course_id):
-    def answer(_session, result):
-        course, e, _event = result
+    def create(session):
+        course, e, _event = handlers.enrol(session, course_id, body)
         return enrolment_json(e, course), f"/v1/enrolments/{e.id}"
-    # the course's lock serialises its enrolments
-    return _create_once(lambda session, course: handlers.enrol(session, course, body), answer,
-                        lock=lambda session: handlers.load_course(session, course_id, for_update=True),
-                        race_conflict=ONE_PLACE)
+    # the course's lock serialises its enrolments; a race the lock cannot see (a double
+    # enrolment on another key) is stopped by the unique index
+    return create_once(idempotency_keys, create, lock=lambda session: COURSES.load(session, course_id, True),
+                       conflict=lambda: domain.conflict(ONE_PLACE))
 
 
 # -- enrolments ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from coproduction.aggregate import StateMachine
 from coproduction.http import Problem
 
 PROGRAMMES = ("expert_patients", "co_creating_health", "other")
@@ -59,19 +60,17 @@ ACTION_NAMES = {"start": "started", "cancel": "cancelled", "finish": "finished",
                 "not_complete": "marked not completed", "withdraw": "withdrawn"}
 
 
-class IllegalTransition(Exception):
-    pass
+def _refusal(kind: str):
+    """How a refused action on a course or an enrolment is explained."""
+    def refusal(status: str, action: str, possible: tuple[str, ...]) -> str:
+        names = ", ".join(ACTION_NAMES[a] for a in possible)
+        return (f"A {status.replace('_', ' ')} {kind} cannot be {ACTION_NAMES[action]}"
+                + (f"; from {status} it can only be: {names}." if possible else f"; {status} is final."))
+    return refusal
 
 
-def next_status(kind: str, status: str, table: dict, action: str) -> str:
-    """The state ``action`` moves a course or enrolment to; IllegalTransition says why not."""
-    allowed = table[status]
-    if action not in allowed:
-        names = ", ".join(ACTION_NAMES[a] for a in sorted(allowed))
-        raise IllegalTransition(
-            f"A {status.replace('_', ' ')} {kind} cannot be {ACTION_NAMES[action]}"
-            + (f"; from {status} it can only be: {names}." if allowed else f"; {status} is final."))
-    return allowed[action]
+COURSE_MACHINE = StateMachine(COURSE_TRANSITIONS, _refusal("course"))
+ENROLMENT_MACHINE = StateMachine(ENROLMENT_TRANSITIONS, _refusal("enrolment"))
 
 
 def min_of_six_from_env() -> int:

@@ -14,10 +14,10 @@ import uuid
 
 from sqlalchemy import func, select
 
+from coproduction.aggregate import Aggregate, changed_by
 from coproduction.auth import service_caller
 from coproduction.events import iso, now, stamp_priorities
-from coproduction.http import Problem, check_if_match, load_or_404, traceparent
-from coproduction.outbox import emit
+from coproduction.http import Problem, check_if_match
 
 from . import domain
 from .models import Course, Enrolment, outbox
@@ -28,9 +28,10 @@ def _public_attendance(e: Enrolment) -> list[dict]:
             for a in e.attendance]
 
 
-def _emit(session, e: Enrolment, course: Course, type_: str, **extra) -> dict:
-    caller = service_caller()
-    data = {
+def event_data(e: Enrolment, course: Course, session_no: int | None = None,
+               action_plan_id: str | None = None) -> dict:
+    """An enrolment event's data: the enrolment's whole state and its course's."""
+    return {
         "enrolment_id": e.id, "course_id": course.id, "title": course.title, "programme": course.programme,
         "starts_on": course.starts_on.isoformat(), "sessions": course.sessions,
         "session_minutes": course.session_minutes, "completion_min_sessions": course.completion_min_sessions,
@@ -39,41 +40,30 @@ def _emit(session, e: Enrolment, course: Course, type_: str, **extra) -> dict:
         "sessions_attended": e.sessions_attended, "action_plans": e.action_plans,
         "reason": e.withdrawn_reason, "withdrawn_at": iso(e.withdrawn_at) if e.withdrawn_at else None,
         "completed_at": iso(e.completed_at) if e.completed_at else None,
-        "session_no": extra.get("session_no"), "action_plan_id": extra.get("action_plan_id"),
-        "changed_by": {"client": caller.client_id, "org": caller.org, "role": caller.role},
+        "session_no": session_no, "action_plan_id": action_plan_id, "changed_by": changed_by(),
     }
-    return emit(session, outbox, service="groups", type=type_, subject=e.nhs_number, aggregate_id=e.id,
-                aggregate_version=e.version, data=data, traceparent=traceparent())
 
 
-def _bump(session, e: Enrolment, course: Course, type_: str, **extra) -> dict:
+ENROLMENTS = Aggregate("groups", Enrolment, "enrolment", domain.ENROLMENT_MACHINE, outbox, event_data)
+#: courses hold no person's data and publish no events: nothing emits through this one
+COURSES = Aggregate("groups", Course, "course", domain.COURSE_MACHINE, outbox, event_data=None)
+
+
+def _bump(session, e: Enrolment, course: Course, type_: str, **details) -> dict:
     """One change of the enrolment: a new version and its event, in the caller's transaction."""
-    e.version += 1
-    e.updated_at = now()
-    session.flush()
-    return _emit(session, e, course, type_, **extra)
-
-
-def _transition(thing: Course | Enrolment, action: str) -> None:
-    try:
-        thing.transition(action)
-    except domain.IllegalTransition as exc:
-        raise domain.conflict(str(exc))
+    ENROLMENTS.bump(e)
+    return ENROLMENTS.emit(session, e, type_, course=course, **details)
 
 
 # -- loading and locking -------------------------------------------------------------------
-def load_course(session, course_id: str, for_update: bool = False) -> Course:
-    return load_or_404(session, Course, course_id, "course", for_update)
-
-
 def load_enrolment(session, enrolment_id: str) -> tuple[Course, Enrolment]:
-    e = load_or_404(session, Enrolment, enrolment_id, "enrolment")
+    e = ENROLMENTS.load(session, enrolment_id)
     return session.get(Course, e.course_id), e
 
 
 def _enrolment_for_write(session, enrolment_id: str) -> tuple[Course, Enrolment]:
     """Course FOR SHARE, then the enrolment FOR UPDATE (always in that order)."""
-    course_id = load_or_404(session, Enrolment, enrolment_id, "enrolment").course_id
+    course_id = ENROLMENTS.load(session, enrolment_id).course_id
     course = session.execute(select(Course).where(Course.id == course_id).with_for_update(read=True)
                              ).scalar_one()
     e = session.execute(select(Enrolment).where(Enrolment.id == enrolment_id).with_for_update()
@@ -111,25 +101,21 @@ def create_course(session, body: dict, min_of_six: int) -> Course:
 
 
 def change_course(session, course_id: str, body: dict) -> Course:
-    course = load_course(session, course_id, for_update=True)
-    check_if_match(course.version)
+    course = COURSES.lock(session, course_id)
     domain.check_course_changeable(course, taken(session, course), body)
     for key, value in body.items():
         setattr(course, key, value)
-    course.version += 1
-    course.updated_at = now()
+    COURSES.bump(course)
     return course
 
 
 def move_course(session, course_id: str, action: str, reason: str | None = None) -> tuple[Course, list[dict]]:
     """Start, finish or cancel a course; finishing or cancelling settles every open enrolment."""
-    course = load_course(session, course_id, for_update=True)
-    check_if_match(course.version)
+    course = COURSES.lock(session, course_id)
     domain.check_can_start(course, action)
-    _transition(course, action)
+    COURSES.move(course, action)
     course.status_reason = reason
-    course.version += 1
-    course.updated_at = now()
+    COURSES.bump(course)
     events = _settle(session, course, action, reason) if action in ("finish", "cancel") else []
     return course, events
 
@@ -143,7 +129,7 @@ def _settle(session, course: Course, action: str, reason: str | None) -> list[di
     events = []
     for e in open_ones:
         enrolment_action, type_, withdrawn_reason = domain.settlement(action, e.status, e.rule_met(course), reason)
-        e.transition(enrolment_action)
+        ENROLMENTS.move(e, enrolment_action)
         if enrolment_action == "withdraw":
             e.withdrawn_reason, e.withdrawn_by, e.withdrawn_at = withdrawn_reason, "provider", at
         elif enrolment_action == "complete":
@@ -153,8 +139,9 @@ def _settle(session, course: Course, action: str, reason: str | None) -> list[di
 
 
 # -- enrolments ----------------------------------------------------------------------------
-def enrol(session, course: Course, body: dict) -> tuple[Course, Enrolment, dict]:
-    """Give the person a place on ``course`` (locked FOR UPDATE by the caller)."""
+def enrol(session, course_id: str, body: dict) -> tuple[Course, Enrolment, dict]:
+    """Give the person a place on the course, under its lock (capacity and "not twice" hold)."""
+    course = COURSES.load(session, course_id, for_update=True)
     already = session.execute(select(Enrolment).where(
         Enrolment.course_id == course.id, Enrolment.nhs_number == body["nhs_number"],
         Enrolment.status != "withdrawn")).scalars().first()
@@ -166,8 +153,8 @@ def enrol(session, course: Course, body: dict) -> tuple[Course, Enrolment, dict]
         priorities=stamp_priorities(body["priorities"], at), attendance=[], action_plans=[],
         version=1, created_by=service_caller().client_id, created_at=at, updated_at=at)
     session.add(e)
-    session.flush()
-    return course, e, _emit(session, e, course, "group.referred" if e.status == "referred" else "group.enrolled")
+    return course, e, ENROLMENTS.emit(session, e, "group.referred" if e.status == "referred" else "group.enrolled",
+                                      course=course)
 
 
 def confirm(session, enrolment_id: str) -> tuple[Course, Enrolment, list[dict]]:
@@ -176,7 +163,7 @@ def confirm(session, enrolment_id: str) -> tuple[Course, Enrolment, list[dict]]:
     check_if_match(e.version)
     if course.status not in ("planned", "running"):
         raise domain.conflict(f"The course is {course.status}; the place can no longer be taken up.")
-    _transition(e, "confirm")
+    ENROLMENTS.move(e, "confirm")
     return course, e, [_bump(session, e, course, "group.enrolled")]
 
 
@@ -195,10 +182,10 @@ def record_attendance(session, enrolment_id: str, body: dict) -> tuple[Course, E
     e.attendance = domain.with_attendance(e.attendance, n, body["attended"], caller.name or caller.client_id,
                                           iso(now()))
     if body["attended"] and e.status == "enrolled":
-        e.transition("attend")
+        ENROLMENTS.move(e, "attend")
     events = [_bump(session, e, course, "group.attended", session_no=n)]
     if e.final_session_recorded(course) and e.rule_met(course):
-        e.transition("complete")
+        ENROLMENTS.move(e, "complete")
         e.completed_at = now()
         events.append(_bump(session, e, course, "group.completed"))
     return course, e, events
@@ -240,6 +227,6 @@ def withdraw(session, enrolment_id: str, body: dict) -> tuple[Course, Enrolment,
     """The person leaves the course (their place is freed)."""
     course, e = _enrolment_for_write(session, enrolment_id)
     check_if_match(e.version)
-    _transition(e, "withdraw")
+    ENROLMENTS.move(e, "withdraw")
     e.withdrawn_reason, e.withdrawn_by, e.withdrawn_at = body["reason"], "person", now()
     return course, e, [_bump(session, e, course, "group.withdrawn")]

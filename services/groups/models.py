@@ -3,26 +3,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import (JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text,
-                        text)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from coproduction.idempotency import idempotency_table
-from coproduction.outbox import outbox_table
+from coproduction.aggregate import Json, service_tables
 
 from . import domain
 from .domain import default_min_sessions, min_of_six_from_env  # noqa: F401  (app.py and the tests read them here)
-
-Json = JSON().with_variant(JSONB(), "postgresql")
-
 
 class Base(DeclarativeBase):
     metadata = MetaData()
 
 
-outbox = outbox_table(Base.metadata)
-idempotency_keys = idempotency_table(Base.metadata)
+outbox, idempotency_keys = service_tables(Base.metadata)
 
 
 class Course(Base):
@@ -44,10 +37,6 @@ class Course(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-    def transition(self, action: str) -> str:
-        self.status = domain.next_status("course", self.status, domain.COURSE_TRANSITIONS, action)
-        return self.status
 
     @property
     def rule(self) -> str:
@@ -78,10 +67,6 @@ class Enrolment(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-    def transition(self, action: str) -> str:
-        self.status = domain.next_status("enrolment", self.status, domain.ENROLMENT_TRANSITIONS, action)
-        return self.status
 
     @property
     def sessions_attended(self) -> int:

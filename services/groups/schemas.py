@@ -1,16 +1,13 @@
 """What the groups API accepts and returns."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from coproduction.events import PrioritySchema, StrictBoolean, iso
+from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
 
 from .domain import (COURSE_STATUSES, ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES,
                      TUTOR_ROLES)
-from .models import Course, Enrolment
 
 ACHIEVED = ("done", "partly", "not_done")
 MAX_SESSIONS = 52
@@ -217,39 +214,3 @@ class EnrolmentListSchema(Schema):
     next_cursor = fields.String(allow_none=True)
     withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
                                                    "because the caller may not see them (docs/access.md)"})
-
-
-# -- representations -----------------------------------------------------------------------
-def course_json(course: Course, taken: int) -> dict:
-    return {
-        "id": course.id, "version": course.version, "programme": course.programme, "title": course.title,
-        "sessions": course.sessions, "session_minutes": course.session_minutes,
-        "session_dates": [(course.starts_on + timedelta(weeks=n)).isoformat() for n in range(course.sessions)],
-        "completion_min_sessions": course.completion_min_sessions, "completion_rule": course.rule,
-        "capacity": course.capacity, "places_taken": taken, "places_left": max(0, course.capacity - taken),
-        "starts_on": course.starts_on.isoformat(), "venue": course.venue, "tutors": course.tutors,
-        "status": course.status, "status_reason": course.status_reason,
-        "created_at": iso(course.created_at), "updated_at": iso(course.updated_at),
-    }
-
-
-def _course_summary(course: Course) -> dict:
-    return {"id": course.id, "title": course.title, "programme": course.programme,
-            "starts_on": course.starts_on.isoformat(), "sessions": course.sessions,
-            "session_minutes": course.session_minutes, "status": course.status}
-
-
-def enrolment_json(e: Enrolment, course: Course) -> dict:
-    return {
-        "id": e.id, "version": e.version, "course_id": e.course_id, "course": _course_summary(course),
-        "nhs_number": e.nhs_number, "status": e.status, "referral_source": e.referral_source,
-        "priorities": e.priorities, "attendance": e.attendance, "sessions_attended": e.sessions_attended,
-        "completion": {"rule": course.rule, "min_sessions": course.completion_min_sessions,
-                       "sessions_attended": e.sessions_attended, "met": e.rule_met(course),
-                       "final_session_recorded": e.final_session_recorded(course)},
-        "action_plans": e.action_plans,
-        "withdrawn_reason": e.withdrawn_reason, "withdrawn_by": e.withdrawn_by,
-        "withdrawn_at": iso(e.withdrawn_at) if e.withdrawn_at else None,
-        "completed_at": iso(e.completed_at) if e.completed_at else None,
-        "created_at": iso(e.created_at), "updated_at": iso(e.updated_at),
-    }
