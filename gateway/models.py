@@ -1,4 +1,8 @@
-"""The gateway's own tables: clients, the portfolio projection, the change log, audit, consent."""
+"""The gateway's own tables: clients, the portfolio projection, the change log, audit, consent.
+
+The webhook tables are declared on this ``metadata`` by gateway/webhooks/models.py, which the app
+(and so every migration run) imports.
+"""
 from __future__ import annotations
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, LargeBinary, MetaData,
@@ -184,6 +188,3 @@ care_relationships = Table(
 )
 Index("ix_care_relationships_person_org", care_relationships.c.nhs_number, care_relationships.c.org)
 Index("ix_care_relationships_declared", care_relationships.c.source, care_relationships.c.started_at)
-
-# the webhook tables (subscriptions, deliveries, attempts) are defined in their own module
-from . import webhook_models  # noqa: E402,F401

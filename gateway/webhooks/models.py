@@ -1,6 +1,6 @@
 """The gateway's webhook tables: subscriptions, their deliveries, and every attempt of each delivery.
 
-They live on the gateway's own metadata (imported at the end of :mod:`gateway.models`), so
+They live on the gateway's own metadata (:mod:`gateway.models`, which knows nothing of webhooks), so
 ``coproduction migrate gateway`` creates them with the rest. A delivery is one change-log event for
 one subscription; its id is the ``webhook-id`` the receiver sees, stable across retries.
 """
@@ -11,7 +11,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, S
 
 from coproduction.db import BigId
 
-from .models import Json, metadata
+from ..models import Json, metadata
 
 #: statuses of a subscription: active (delivering), failing (a delivery used up its retry schedule;
 #: deliveries wait for a replay), disabled (the receiver answered 410 Gone, or its client was revoked)
