@@ -4,8 +4,6 @@ manages only its own subscriptions; every route needs ``subscriptions:manage``.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import uuid
@@ -18,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 
 from coproduction.events import iso, now
 from coproduction.http import Problem, ctx
+from coproduction.paging import (MAX_POSITION, invalid_cursor, keyset_query, keyset_split, plain_position,
+                                 position_cursor, read_position_cursor)
 
 from .. import policy
 from ..models import change_log
@@ -31,6 +31,7 @@ from .signing import new_secret
 from .transport import UnsafeUrl, resolve_safely
 
 SCOPE = "subscriptions:manage"
+LIST_CURSOR_HINT = "Not a cursor this list gave out."
 
 bp = flask_smorest.Blueprint(
     "subscriptions", __name__, url_prefix="/v1/subscriptions",
@@ -45,7 +46,7 @@ def _t(value: datetime | None) -> str | None:
 def _json(row, pending: int = 0) -> dict:
     return {
         "id": row["id"], "url": row["url"], "types": row["types"], "description": row["description"],
-        "status": row["status"], "status_reason": row["status_reason"], "cursor": feed_cursor(row["cursor"]),
+        "status": row["status"], "status_reason": row["status_reason"], "cursor": position_cursor(row["cursor"]),
         "replaying": row["replay_until"] is not None, "pending": pending, "version": row["version"],
         "created_at": _t(row["created_at"]), "updated_at": _t(row["updated_at"]),
     }
@@ -72,50 +73,18 @@ def _own(session, sub_id: str, client_id: str, for_update: bool = False):
     return row
 
 
-def _decode_cursor(raw: str | None) -> tuple[str, str] | None:
-    if raw is None:
-        return None
-    try:
-        created, sub_id = base64.urlsafe_b64decode(raw.encode() + b"==").decode().split("|", 1)
-        datetime.fromisoformat(created.replace("Z", "+00:00"))
-        return created, sub_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(422, "Unprocessable Content", errors={"cursor": ["Not a cursor this list gave out."]})
-
-
-#: change-log cursors are written as the change feed (GET /v1/changes) writes them: base64url of
-#: "cp1:<position>", so a client can replay from the feed's cursor or from a delivery's
-FEED_CURSOR_PREFIX = "cp1:"
-
-
-def feed_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"{FEED_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
-
-
-def _digits(text: str) -> int | None:
-    """A non-negative 64-bit integer written in ASCII digits, or None."""
-    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) < 2 ** 63:
-        return int(text)
-    return None
-
-
 def _position(value, field: str = "after") -> int:
-    """A change-log cursor: the change feed's opaque cursor, or a position (integer or digits)."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63:
+    """A change-log cursor: the change feed's (GET /v1/changes writes the same ones for the same
+    positions, so a client replays from either), or a position (integer or digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_POSITION:
         return value
-    if isinstance(value, str) and _digits(value) is not None:
-        return _digits(value)
-    if isinstance(value, str) and 0 < len(value) <= 100:
-        try:
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            raw = ""
-        digits = raw[len(FEED_CURSOR_PREFIX):]
-        if raw.startswith(FEED_CURSOR_PREFIX) and _digits(digits) is not None:
-            return _digits(digits)
-    raise Problem(422, "Unprocessable Content", f"Some fields are not valid: {field}",
-                  errors={field: ["Must be a change-log cursor: a next_cursor of GET /v1/changes, or a "
-                                  "delivery's cursor."]})
+    if isinstance(value, str):
+        position = plain_position(value)
+        if position is None:
+            position = read_position_cursor(value)
+        if position is not None:
+            return position
+    raise invalid_cursor(field, "Must be a change-log cursor: a next_cursor of GET /v1/changes, or a delivery's cursor.")
 
 
 def _check_scopes(who, patterns: list[str]) -> None:
@@ -212,19 +181,12 @@ def list_subscriptions(query):
     """This client's subscriptions, oldest first."""
     who = policy.current().caller
     s = webhook_subscriptions
-    stmt = select(s).where(s.c.client_id == who.client_id, s.c.kind == "webhook")
-    after = _decode_cursor(query["cursor"])
-    if after:
-        created = datetime.fromisoformat(after[0].replace("Z", "+00:00"))
-        stmt = stmt.where((s.c.created_at > created) | ((s.c.created_at == created) & (s.c.id > after[1])))
+    stmt = keyset_query(select(s).where(s.c.client_id == who.client_id, s.c.kind == "webhook"),
+                        s.c.created_at, s.c.id, query["limit"], query["cursor"], hint=LIST_CURSOR_HINT)
     with ctx().db.session() as session:
-        rows = session.execute(stmt.order_by(s.c.created_at, s.c.id).limit(query["limit"] + 1)).mappings().all()
-        items = [_json(r, _pending(session, r["id"])) for r in rows[: query["limit"]]]
-    next_cursor = None
-    if len(rows) > query["limit"]:
-        last = rows[query["limit"] - 1]
-        next_cursor = base64.urlsafe_b64encode(f"{last['created_at'].isoformat()}|{last['id']}".encode()
-                                               ).decode().rstrip("=")
+        rows, next_cursor = keyset_split(session.execute(stmt).mappings().all(), query["limit"],
+                                         lambda row: (row["created_at"], row["id"]))
+        items = [_json(r, _pending(session, r["id"])) for r in rows]
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -263,10 +225,9 @@ def list_deliveries(query, sub_id):
     if query["status"]:
         stmt = stmt.where(d.c.status == query["status"])
     if query["cursor"] is not None:
-        seq = _digits(query["cursor"])
+        seq = plain_position(query["cursor"])
         if seq is None:
-            raise Problem(422, "Unprocessable Content", "Some fields are not valid: cursor",
-                          errors={"cursor": ["Not a cursor this list gave out."]})
+            raise invalid_cursor("cursor", LIST_CURSOR_HINT)
         stmt = stmt.where(d.c.seq < seq)
     with ctx().db.session() as session:
         _own(session, sub_id, who.client_id)
@@ -285,7 +246,7 @@ def list_deliveries(query, sub_id):
     also_audit(r["subject"] for r in page if r["id"] in shown)  # the people this page names
     items = [{
         "id": r["id"], **(_what(r) if r["id"] in shown else WITHHELD),
-        "cursor": feed_cursor(r["position"]), "replay": r["replay"], "status": r["status"],
+        "cursor": position_cursor(r["position"]), "replay": r["replay"], "status": r["status"],
         "attempt_count": r["attempts"], "next_attempt_at": _t(r["next_attempt_at"]),
         "last_status_code": r["last_status_code"],
         "created_at": _t(r["created_at"]), "delivered_at": _t(r["delivered_at"]),
@@ -319,6 +280,6 @@ def replay(body, sub_id):
                         .values(next_attempt_at=at, retry_step=0))
         row = session.execute(select(s).where(s.c.id == sub_id)).mappings().first()
         pending = _pending(session, sub_id)
-    return {"subscription": _json(row, pending), "after": None if after is None else feed_cursor(after),
-            "until": feed_cursor(row["replay_until"]) if row["replay_until"] is not None else None,
+    return {"subscription": _json(row, pending), "after": None if after is None else position_cursor(after),
+            "until": position_cursor(row["replay_until"]) if row["replay_until"] is not None else None,
             "pending": pending}
