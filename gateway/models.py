@@ -10,6 +10,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Index, Inte
 from sqlalchemy.dialects.postgresql import JSONB
 
 from coproduction.db import BigId
+from coproduction.idempotency import idempotency_table
 from coproduction.inbox import inbox_table
 
 Json = JSON().with_variant(JSONB(), "postgresql")
@@ -76,6 +77,8 @@ change_log = Table(
 Index("ix_change_log_subject", change_log.c.subject, change_log.c.position)
 
 inbox = inbox_table(metadata)
+#: the Idempotency-Key of each create the gateway itself answers (POST /v1/subscriptions)
+idempotency_keys = idempotency_table(metadata)
 
 #: one row per access to a person's data, allowed or refused. A request only inserts (no lock, no
 #: read); the sequencer (gateway/sequencer.py) later gives the row its ``leaf_index`` in the Merkle

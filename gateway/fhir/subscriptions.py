@@ -66,8 +66,8 @@ def create_subscription():
     at = now()
     row = dict(id=str(uuid.uuid4()), client_id=caller.client_id, url=endpoint, types=topic["types"],
                description=(kept["reason"] or "")[:500], secret=new_secret(), status="active", status_reason=None,
-               replay_next=None, replay_until=None, version=1, idempotency_key=None, request_hash=None,
-               created_at=at, updated_at=at, kind="fhir", fhir=dict(kept, base=base_url()), events_count=0)
+               replay_next=None, replay_until=None, version=1, created_at=at, updated_at=at, kind="fhir",
+               fhir=dict(kept, base=base_url()), events_count=0)
     with ctx().db.session() as session:
         # from now on: events already in the change log are not this subscription's
         row["cursor"] = session.execute(select(func.max(change_log.c.position))).scalar_one() or 0

@@ -4,23 +4,21 @@ manages only its own subscriptions; every route needs ``subscriptions:manage``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from datetime import datetime
 
 import flask_smorest
-from flask import request
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from coproduction import idempotency
 from coproduction.events import iso, now
 from coproduction.http import Problem, ctx
 from coproduction.paging import (MAX_POSITION, invalid_cursor, keyset_query, keyset_split, plain_position,
                                  position_cursor, read_position_cursor)
 
 from .. import policy
-from ..models import change_log
+from ..models import change_log, idempotency_keys
 from ..security import also_audit
 from .models import webhook_attempts, webhook_deliveries, webhook_subscriptions
 from .patterns import check_patterns, known_types, matches, service_of
@@ -96,10 +94,6 @@ def _check_scopes(who, patterns: list[str]) -> None:
                       errors={"types": [f"Needs {scope}." for scope in missing]})
 
 
-def _request_hash(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
 #: a delivery the client may not see is listed without what it would reveal: whose, what, and why
 WITHHELD = {"event_id": None, "type": None, "subject": None, "last_error": None}
 
@@ -117,9 +111,6 @@ def create_subscription(body):
     """Subscribe a URL to event types; the answer holds the signing secret, shown only this once."""
     who = policy.current().caller
     settings = ctx().settings
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise Problem(422, "Unprocessable Content", errors={"Idempotency-Key": ["Must be 1 to 200 characters."]})
     types = list(dict.fromkeys(body["types"]))
     errors = {}
     try:
@@ -133,45 +124,34 @@ def create_subscription(body):
         raise Problem(422, "Unprocessable Content", "Some fields are not valid: " + ", ".join(sorted(errors)),
                       errors=errors)
     _check_scopes(who, types)
-    digest = _request_hash(body)
-    s = webhook_subscriptions
     db = ctx().db
-    if key is not None:
-        replayed = _replay_idempotent(who, key, digest)
-        if replayed is not None:
-            return replayed
     at = now()
     row = dict(id=str(uuid.uuid4()), client_id=who.client_id, url=body["url"], types=types,
                description=body.get("description"), secret=new_secret(), status="active",
-               status_reason=None, replay_next=None, replay_until=None, version=1,
-               idempotency_key=key, request_hash=digest if key else None, created_at=at, updated_at=at)
+               status_reason=None, replay_next=None, replay_until=None, version=1, created_at=at, updated_at=at)
     try:
         with db.session() as session:
+            stored = idempotency.replay(session, idempotency_keys)
+            if stored is not None:
+                return _located(stored)
             # from now on: events already in the change log are there for a replay to send
             row["cursor"] = session.execute(select(func.max(change_log.c.position))).scalar_one() or 0
-            session.execute(s.insert().values(**row))
+            session.execute(webhook_subscriptions.insert().values(**row))
+            payload = dict(_json(row), secret=row["secret"])
+            idempotency.remember(session, idempotency_keys, payload, 201)
     except IntegrityError:
-        replayed = _replay_idempotent(who, key, digest) if key is not None else None
-        if replayed is None:
+        with db.session() as session:  # lost a race on the same Idempotency-Key
+            stored = idempotency.replay(session, idempotency_keys)
+        if stored is None:
             raise
-        return replayed
-    return dict(_json(row), secret=row["secret"]), 201, {"Location": f"/v1/subscriptions/{row['id']}",
-                                                         "ETag": '"1"'}
+        return _located(stored)
+    return payload, 201, {"Location": f"/v1/subscriptions/{row['id']}", "ETag": '"1"'}
 
 
-def _replay_idempotent(who, key: str, digest: str):
-    s = webhook_subscriptions
-    with ctx().db.session() as session:
-        row = session.execute(select(s).where(s.c.client_id == who.client_id, s.c.idempotency_key == key)
-                              ).mappings().first()
-        if row is None:
-            return None
-        if row["request_hash"] != digest:
-            raise Problem(422, "Unprocessable Content", "This Idempotency-Key was already used for a different request.",
-                          errors={"Idempotency-Key": ["Already used for a different request."]})
-        pending = _pending(session, row["id"])
-    return dict(_json(row, pending), secret=row["secret"]), 201, {
-        "Location": f"/v1/subscriptions/{row['id']}", "Idempotent-Replayed": "true"}
+def _located(replayed):
+    """A replayed create keeps the Location of the first answer."""
+    replayed.headers["Location"] = f"/v1/subscriptions/{replayed.get_json()['id']}"
+    return replayed
 
 
 @bp.route("", methods=["GET"])

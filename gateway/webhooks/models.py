@@ -6,8 +6,7 @@ one subscription; its id is the ``webhook-id`` the receiver sees, stable across 
 """
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table, Text
 
 from coproduction.db import BigId
 
@@ -36,8 +35,6 @@ webhook_subscriptions = Table(
     Column("replay_next", BigInteger),
     Column("replay_until", BigInteger),
     Column("version", Integer, nullable=False),
-    Column("idempotency_key", String(200)),
-    Column("request_hash", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     #: webhook (CloudEvents, /v1/subscriptions) or fhir (a Subscriptions Backport IG Subscription,
@@ -46,7 +43,6 @@ webhook_subscriptions = Table(
     Column("fhir", Json),
     #: how many events were fanned out to it: a FHIR subscription's events are numbered 1, 2, …
     Column("events_count", BigInteger, nullable=False, server_default="0"),
-    UniqueConstraint("client_id", "idempotency_key", name="uq_webhook_subscriptions_idempotency"),
 )
 
 webhook_deliveries = Table(
