@@ -64,7 +64,7 @@ def cmd_consume(args) -> int:
 
 
 def cmd_deliver(args) -> int:
-    from gateway.delivery import make_dispatcher
+    from gateway.webhooks.dispatcher import make_dispatcher
     return _run_worker("gateway", "gateway-deliver", lambda _spec, settings, db: make_dispatcher(settings, db))
 
 
