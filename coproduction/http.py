@@ -336,6 +336,16 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
     return app
 
 
+def create_service_app(spec, settings: Settings | None, *, metadata, blueprints: list, tables: dict) -> Flask:
+    """A domain service's app, as every service builds it from its ``PartSpec``: the kernel's app
+    with the service's database and tables, its routes and its event feed (``GET /v1/events``)."""
+    from .feed import feed_blueprint  # the feed's routes use this module
+    settings = settings or Settings.from_env(spec.name)
+    return create_app(spec.name, f"coproduction {spec.name}", settings=settings, db=spec.database(settings),
+                      metadata=metadata, blueprints=[*blueprints, feed_blueprint()], tables=tables,
+                      description=spec.description)
+
+
 # -- optimistic concurrency ---------------------------------------------------------------
 def with_etag(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
     resp = jsonify(payload)
@@ -344,6 +354,7 @@ def with_etag(payload: dict, status: int = 200, headers: dict | None = None) -> 
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
 
 
 def check_if_match(current_version: int) -> None:

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from coproduction.config import Settings
-from coproduction.feed import feed_blueprint
-from coproduction.http import create_app as kernel_app
+from coproduction.http import create_service_app
 
 from . import SPEC, events  # noqa: F401  (events registers the event schemas)
 from .api import bp
@@ -13,9 +12,5 @@ metadata = Base.metadata
 
 
 def create_app(settings: Settings | None = None):
-    settings = settings or Settings.from_env(SPEC.name)
-    db = SPEC.database(settings)
-    return kernel_app(SPEC.name, f"coproduction {SPEC.name}", settings=settings, db=db, metadata=metadata,
-                      blueprints=[bp, feed_blueprint()],
-                      tables={"outbox": outbox, "idempotency_keys": idempotency_keys},
-                      description=SPEC.description)
+    return create_service_app(SPEC, settings, metadata=metadata, blueprints=[bp],
+                              tables={"outbox": outbox, "idempotency_keys": idempotency_keys})
