@@ -15,8 +15,8 @@ import requests
 ROLES = ("hospital", "gp", "admin")
 #: the organisation of every bench client: the hospital's admissions hold for its OAuth client too
 ORG = "BENCH1"
-#: what the FHIR reads need (docs/fhir.md): CarePlan read and search
-FHIR_SCOPE = "system/CarePlan.rs"
+#: what the OAuth reads need: the JSON portfolio, and CarePlan read and search (docs/fhir.md)
+OAUTH_SCOPE = "portfolio:read system/CarePlan.rs"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -87,7 +87,7 @@ class OAuthClient:
         finally:
             db.dispose()
 
-    def access_token(self, scope: str = FHIR_SCOPE) -> str:
+    def access_token(self, scope: str = OAUTH_SCOPE) -> str:
         """A fresh access token (each lives OAUTH_TOKEN_LIFETIME, 300 s by default)."""
         from joserfc import jwt
         now = int(time.time())

@@ -9,8 +9,9 @@ connections), except where a figure is a sequence of single calls (write → vis
 The steps, in order:
  1. seed the detailed people (``coproduction seed``): relays and the consumer project them;
  2. reads at 16 connections: bare endpoint, bare audited endpoint (the read and one audit row in
-    one transaction), portfolio, admission summary, FHIR CarePlan search and read (an OAuth access
-    token); interleaved rounds, best round of each: the least disturbed by whatever else runs;
+    one transaction), portfolio, admission summary, and with an OAuth access token the portfolio
+    again and the FHIR CarePlan search and read; interleaved rounds, best round of each: the least
+    disturbed by whatever else runs;
  3. audit: portfolio reads over 2 gateway processes with pg_locks sampled (no request may wait on
     an audit lock), and each read's time until a signed tree head covers its record;
  4. write → visible in the portfolio, against a bare POST plus a raw RabbitMQ one-way hop;
