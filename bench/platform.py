@@ -153,8 +153,8 @@ class Platform:
             wait_until(lambda: requests.get(url, timeout=2).ok, 60, f"{name} web")
         self.check_alive()
         self.oauth = launcher.OAuthClient(self.gateway)
-        log(f"platform up: gateway :{self.ports['gateway']}, {', '.join(self.services)}, relays, consumer, audit sequencer; "
-            f"baseline :{self.ports['baseline']} ({self.workers} sync workers each)")
+        log(f"platform up: gateway :{self.ports['gateway']}, {', '.join(self.services)}, relays, consumer, "
+            f"audit sequencer; baseline :{self.ports['baseline']} ({self.workers} sync workers each)")
 
     def cleanup(self) -> None:
         for label in list(self.procs):
