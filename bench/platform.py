@@ -58,6 +58,9 @@ class Platform:
             # the bench's clients use static tokens, as the history of its figures did
             "ALLOW_STATIC_TOKENS": "1",
             "RATE_LIMIT": "100000000 per minute", "WEB_WORKERS": str(workers),
+            # counted in Redis as in compose: the gateway then runs sync workers like every other
+            # web process (with counts in memory it would be one process of threads)
+            "RATE_LIMIT_STORAGE_URI": os.environ.get("BENCH_RATE_LIMIT_STORAGE_URI", "redis://127.0.0.1:6379/0"),
             "BASELINE_DATABASE_URL": PG_URL, "BASELINE_SCHEMA": self.baseline_schema,
             "PYTHONUNBUFFERED": "1",
             **{f"{name.upper()}_URL": f"http://127.0.0.1:{self.ports[name]}" for name in ("gateway", *self.services)},
