@@ -42,7 +42,7 @@ class PortfolioSchema(ma.Schema):
 
 def person() -> tuple:
     """The decided person's portfolio: (caller, initiatives left out for the caller, document),
-    read in the request's transaction. The access decision (gateway/policy.py) has already settled the
+    read in the request's transaction. The access decision (gateway/policy/) has already settled the
     person, the caller's relationship and the person's sharing preferences. The document's
     ``updated_at`` is left in ``g.portfolio_updated_at`` (the admission summary shows it)."""
     decision = policy.current()

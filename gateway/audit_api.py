@@ -1,6 +1,6 @@
 """The audit routes: the records, the signed tree head, proofs, the public key, leaf hashes.
 
-Who may call what (docs/audit.md; the rules are gateway/policy.py's):
+Who may call what (docs/audit.md; the rules are gateway/policy/'s):
 - ``GET /v1/audit``, consistency proofs and leaf hashes: ``audit:read`` (auditors, witnesses);
 - the tree head and inclusion proofs: ``audit:read``, or ``portfolio:read`` for the records a
   portfolio reader sees in a person's access log (those naming a person), so whoever is shown an

@@ -65,7 +65,7 @@ def init_app(app) -> None:
     )
     app.register_blueprint(bp)
     app.extensions["session_caller"] = signed_in  # gateway/security.py authenticates pages with it
-    app.extensions["page_refusal"] = refusal      # and gateway/policy.py answers a refused page with it
+    app.extensions["page_refusal"] = refusal      # and gateway/policy/ answers a refused page with it
     # the JSON report is an API route: register it through the app's flask-smorest Api so it is
     # in /openapi.json with the rest (the kernel's create_app keeps its Api in app.extensions)
     smorest = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]

@@ -2,7 +2,7 @@
 
 Per request, in this order (gateway/app.py wires it): :func:`authenticate` (a bearer token on the
 API, the session cookie on the pages) and the rate limit (gateway/limits.py); then the access
-decision (gateway/policy.py); the view; :func:`write_audit`, which records what the decision
+decision (gateway/policy/); the view; :func:`write_audit`, which records what the decision
 settled, allowed or refused.
 """
 from __future__ import annotations
