@@ -12,7 +12,7 @@ from coproduction.http import Problem, ctx
 from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA
 
 from . import audit, policy, portfolio
-from .audit_api import AuditPageSchema, AuditQuery, page as audit_page
+from .audit.routes import AuditPageSchema, AuditQuery, page as audit_page
 from .models import audit_log, portfolios, subjects
 from .security import request_session
 

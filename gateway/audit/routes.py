@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from coproduction.http import Problem, ctx
 
-from . import audit, audit_keys, audit_tree
-from .models import audit_log
-from .security import caller
+from ..models import audit_log
+from ..security import caller
+from . import keys, to_json, tree
 
 bp = flask_smorest.Blueprint("audit", __name__, url_prefix="/v1/audit",
                              description="Who accessed a person's data: the audit trail, a signed Merkle log")
@@ -49,7 +49,7 @@ def page(where, after: int, limit: int) -> dict:
     with ctx().db.session() as session:
         rows = session.execute(select(audit_log).where(audit_log.c.id > after, *where)
                                .order_by(audit_log.c.id).limit(limit)).mappings().all()
-    items = [audit.to_json(r) for r in rows]
+    items = [to_json(r) for r in rows]
     return {"items": items, "next_cursor": str(items[-1]["id"]) if len(items) == limit else None}
 
 
@@ -82,8 +82,8 @@ def _reader_of_heads():
     return who
 
 
-def _head(session, tree_size: int | None, field: str = "tree_size") -> audit_keys.TreeHead:
-    head = audit_tree.latest_head(session) if tree_size is None else audit_tree.head_at(session, tree_size)
+def _head(session, tree_size: int | None, field: str = "tree_size") -> keys.TreeHead:
+    head = tree.latest_head(session) if tree_size is None else tree.head_at(session, tree_size)
     if head is None and tree_size is None:
         raise Problem(404, "Not Found", "The log has no signed tree head yet (is `coproduction audit sequence` running?).")
     if head is None:
@@ -91,7 +91,7 @@ def _head(session, tree_size: int | None, field: str = "tree_size") -> audit_key
     return head
 
 
-def _head_json(head: audit_keys.TreeHead) -> dict:
+def _head_json(head: keys.TreeHead) -> dict:
     return dict(head.to_json(), public_key="/v1/audit/public-key")
 
 
@@ -128,10 +128,10 @@ def inclusion(query):
         if query["seq"] >= head.tree_size:
             raise invalid("seq", f"Leaf {query['seq']} is not in the tree of {head.tree_size}.")
         if not who.has("audit:read"):
-            record = audit_tree.record_at(session, query["seq"])
+            record = tree.record_at(session, query["seq"])
             if record is None or record["nhs_number"] is None:
                 raise Problem(403, "Forbidden", "This leaf is in no person's access log: proving it needs audit:read.")
-        proof = audit_tree.inclusion_proof(session, query["seq"], head.tree_size)
+        proof = tree.inclusion_proof(session, query["seq"], head.tree_size)
     return jsonify(dict(proof, tree_head=_head_json(head)))
 
 
@@ -155,7 +155,7 @@ def consistency(query):
     with ctx().db.session() as session:
         _head(session, query["first"], "first")
         _head(session, query["second"], "second")
-        return jsonify(audit_tree.consistency_proof(session, query["first"], query["second"]))
+        return jsonify(tree.consistency_proof(session, query["first"], query["second"]))
 
 
 class LeafHashesQuery(ma.Schema):
@@ -174,10 +174,10 @@ def leaf_hashes(query):
     if not start < end <= start + MAX_LEAF_HASHES:
         raise invalid("end", f"Must be more than start and at most start + {MAX_LEAF_HASHES}.")
     with ctx().db.session() as session:
-        head = audit_tree.latest_head(session)
+        head = tree.latest_head(session)
         if head is None or end > head.tree_size:
             raise invalid("end", f"The signed log holds {head.tree_size if head else 0} leaves.")
-        hashes = audit_tree.leaf_hashes(session, start, end)
+        hashes = tree.leaf_hashes(session, start, end)
     return jsonify(start=start, end=end, leaf_hashes=[h.hex() for h in hashes])
 
 
@@ -188,6 +188,6 @@ def leaf_hashes(query):
                                                   name="PublicKey")(),
                  description="The key the tree heads are signed with (no token needed).")
 def public_key():
-    key = audit_keys.public_key()
-    return jsonify(key_id=audit_keys.key_id(key), algorithm="Ed25519", pem=audit_keys.public_pem(key),
-                   jwk=audit_keys.jwk(key))
+    key = keys.public_key()
+    return jsonify(key_id=keys.key_id(key), algorithm="Ed25519", pem=keys.public_pem(key),
+                   jwk=keys.jwk(key))
