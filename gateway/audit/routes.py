@@ -5,11 +5,15 @@ Who may call what (docs/audit.md; the rules are gateway/policy/'s):
 - the tree head and inclusion proofs: ``audit:read``, or ``portfolio:read`` for the records a
   portfolio reader sees in a person's access log (those naming a person), so whoever is shown an
   access-log item can check it is in the signed log;
-- the public key: anyone, without a token.
+- the public key: anyone, without a token;
+- a person's access log (``GET /v1/people/{nhs_number}/access-log``, on the people blueprint of
+  gateway/api.py): ``portfolio:read`` and the access decision, like the person's other routes.
 Proofs answer only for tree sizes that have a signed head: a proof against an unsigned size
 proves nothing to anyone.
 """
 from __future__ import annotations
+
+import re
 
 import flask_smorest
 import marshmallow as ma
@@ -18,9 +22,11 @@ from sqlalchemy import select
 
 from coproduction.http import Problem, ctx
 
-from ..models import audit_log
-from ..security import caller
-from . import keys, to_json, tree
+from .. import policy
+from ..api import bp as people, nhs_path
+from ..models import audit_log, subjects
+from ..security import caller, request_session
+from . import keys, leaf_hash_of, to_json, tree
 
 bp = flask_smorest.Blueprint("audit", __name__, url_prefix="/v1/audit",
                              description="Who accessed a person's data: the audit trail, a signed Merkle log")
@@ -191,3 +197,49 @@ def public_key():
     key = keys.public_key()
     return jsonify(key_id=keys.key_id(key), algorithm="Ed25519", pem=keys.public_pem(key),
                    jwk=keys.jwk(key))
+
+
+# -- the person's access log -----------------------------------------------------------------------
+class AccessLogSchema(AuditPageSchema):
+    withheld = ma.fields.Integer(metadata={"description": "records of this page left out: of what the "
+                                                          "caller's role may not see itself"})
+
+
+@people.route("/<nhs_number>/access-log", parameters=nhs_path())
+@people.arguments(AuditQuery, location="query")
+@people.alt_response(200, schema=AccessLogSchema, description="Who looked at this person's record.")
+def access_log(query, nhs_number):
+    """Who looked at this person's record, when, why and with what outcome. Each item carries every
+    field its leaf commits to, its ``leaf_index`` (null until sequenced, within a second) and its
+    ``leaf_hash``, so anyone shown it can check it is in the signed log (docs/audit.md). A role is
+    shown only the records of what it may see itself: the others are left out and counted in
+    ``withheld``; and where a record holds text its caller wrote (a path, a purpose) naming another
+    person or a record this role may not see, that is replaced and the item says ``redacted``
+    (its ``leaf_hash`` still proves it is in the log)."""
+    decision = policy.current()
+    log = page([audit_log.c.nhs_number == decision.subject], query["after"], query["limit"])
+    items = [item for item in log["items"] if item.get("initiative") not in decision.unseen]
+    log["withheld"] = len(log["items"]) - len(items)
+    shown = set(request_session().execute(select(subjects.c.resource_id).where(
+        subjects.c.nhs_number == decision.subject, subjects.c.service.not_in(decision.unseen))).scalars())
+    log["items"] = [_for_the_log(item, decision.subject, shown) for item in items]
+    return jsonify(log)
+
+
+def _for_the_log(item: dict, nhs_number: str, shown_ids: set[str]) -> dict:
+    out = dict(item, leaf_hash=leaf_hash_of(item).hex())
+    out["resource"] = redact(item["resource"], nhs_number, shown_ids)
+    out["purpose"] = redact(item["purpose"], nhs_number, shown_ids)
+    out["redacted"] = (out["resource"], out["purpose"]) != (item["resource"], item["purpose"])
+    return out
+
+
+NHS_LIKE = re.compile(r"(?<!\d)\d{10}(?!\d)")
+UUID_LIKE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def redact(text: str, nhs_number: str, shown_ids: set[str]) -> str:
+    """What a caller wrote into its request (a path, a purpose) as this person's carers may read it:
+    another person's NHS number, or the id of a record they may not see, is replaced."""
+    text = NHS_LIKE.sub(lambda m: m.group(0) if m.group(0) == nhs_number else "[another person]", text)
+    return UUID_LIKE.sub(lambda m: m.group(0) if m.group(0).lower() in shown_ids else "[withheld]", text)
