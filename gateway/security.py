@@ -67,7 +67,7 @@ def authenticate() -> None:
         caller, problem = _api_caller()
         if problem is not None and "Authorization" not in request.headers and _anonymous_route():
             problem = None  # a public route of the API (the FHIR CapabilityStatement): no caller needed
-    else:  # a web page: the session cookie (gateway/pages.py)
+    else:  # a web page: the session cookie (gateway/pages/session.py)
         caller, problem = current_app.extensions["session_caller"](), None
     limits.check(caller)
     if problem is not None:
