@@ -21,15 +21,14 @@ anything is forwarded, so a refused write leaves nothing behind. The decision is
 - ``rules.py``: the route rules and their kinds;
 - ``decision.py``: the one decision per request (the subject, the person's standing, decide, enforce);
 - ``visibility.py``: what is hidden from the caller: preferences, scrubbing, ``withheld``.
-"""
-from .decision import (Decision, active_relationship, body_json, current, decide, enforce, no_relationship,
-                       unprocessable, withheld_problem)
-from .rules import (BODY, EMERGENCY, FHIR, FORWARDED, NONE, PATH, PATIENT_SEARCH, PERSONAL, POPULATION, PUBLIC,
-                    QUERY, RESOURCE, RULES, SHAREABLE, Rule, forwarded_rule, may_read, rule_for_request)
-from .visibility import Visibility, hidden_from, hidden_ids, scrub, scrub_value
 
-__all__ = ["BODY", "Decision", "EMERGENCY", "FHIR", "FORWARDED", "NONE", "PATH", "PATIENT_SEARCH", "PERSONAL",
-           "POPULATION", "PUBLIC", "QUERY", "RESOURCE", "RULES", "SHAREABLE", "Rule", "Visibility",
-           "active_relationship", "body_json", "current", "decide", "enforce", "forwarded_rule", "hidden_from",
-           "hidden_ids", "may_read", "no_relationship", "rule_for_request", "scrub", "scrub_value",
-           "unprocessable", "withheld_problem"]
+The names the rest of the gateway uses are re-exported here.
+"""
+from .decision import Decision, body_json, current, enforce, unprocessable
+from .rules import (EMERGENCY, FHIR, FORWARDED, NONE, PATH, PATIENT_SEARCH, PERSONAL, POPULATION, PUBLIC, QUERY,
+                    RULES, SHAREABLE, Rule, may_read, rule_for_request)
+from .visibility import Visibility, scrub, scrub_value
+
+__all__ = ["Decision", "EMERGENCY", "FHIR", "FORWARDED", "NONE", "PATH", "PATIENT_SEARCH", "PERSONAL", "POPULATION",
+           "PUBLIC", "QUERY", "RULES", "SHAREABLE", "Rule", "Visibility", "body_json", "current", "enforce",
+           "may_read", "rule_for_request", "scrub", "scrub_value", "unprocessable"]
