@@ -9,11 +9,12 @@ from coproduction.http import create_app as kernel_app
 from . import admission, api, changes, consent, discovery, fhir, oauth, pages
 from .audit import keys as audit_keys, routes as audit_api
 from .fhir import export as fhir_export
-from . import policy, relationships, routing, security, subscriptions
+from . import policy, relationships, routing, security
 from .client_keys import RemoteKeySets
 from .limits import init_limits
 from .models import metadata
 from .tokens import TokenAuthority
+from .webhooks import api as subscriptions
 
 
 def database(settings: Settings) -> Database:

@@ -23,9 +23,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from coproduction.nhs_number import with_check_digit
 from gateway import clients
-from gateway.delivery import DeliveryConfig, Dispatcher, sign
+from gateway.webhooks.config import DeliveryConfig
+from gateway.webhooks.dispatcher import Dispatcher
+from gateway.webhooks.signing import sign
 from gateway.models import change_log, sharing
-from gateway.webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+from gateway.webhooks.models import webhook_attempts, webhook_deliveries, webhook_subscriptions
 from harness import Platform, ThreadServer, free_port, wait_for
 
 FAST = [0.05, 0.1, 0.2] + [0.3] * 200  # never used up while a test keeps the receiver down
