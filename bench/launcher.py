@@ -29,7 +29,7 @@ def development_secrets(var: Path) -> dict[str, str]:
     """The secrets and signing keys ``coproduction run`` makes for development, made afresh under var."""
     from coproduction import secrets
     from coproduction.run import DEV_SECRETS
-    from gateway import audit_keys
+    from gateway.audit import keys as audit_keys
     return {**secrets.development(var, DEV_SECRETS), **audit_keys.development_key(var),
             **secrets.development_signing_key(var)}
 
