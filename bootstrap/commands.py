@@ -147,15 +147,15 @@ def cmd_audit(args) -> int:
 
 
 def _audit_sequence(settings) -> int:
-    from gateway import audit_keys
-    from gateway.sequencer import Sequencer
+    from gateway.audit import keys as audit_keys
+    from gateway.audit.sequencer import Sequencer
     key = audit_keys.signing_key()  # no start without it (ConfigurationError)
     return _run_worker("gateway", "gateway-audit-sequencer", lambda _spec, _settings, db: Sequencer(db, key))
 
 
 def _audit_witness(args, settings) -> int:
     from pathlib import Path
-    from gateway import audit_witness
+    from gateway.audit import witness as audit_witness
     from gateway.app import database
     state = audit_witness.WitnessState.load(Path(args.state))
     if not state.heads:
@@ -175,7 +175,7 @@ def _audit_witness(args, settings) -> int:
 
 def _audit_verify(args, db) -> int:
     from pathlib import Path
-    from gateway import audit_keys, audit_verify, audit_witness
+    from gateway.audit import keys as audit_keys, verify as audit_verify, witness as audit_witness
     witnessed = audit_witness.WitnessState.load(Path(args.witness)) if args.witness else None
     if witnessed is not None and not witnessed.heads:
         print(f"error: {args.witness} has witnessed nothing yet", file=sys.stderr)
