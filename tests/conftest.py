@@ -31,29 +31,38 @@ def pytest_sessionstart(session):
                     "(`make test` starts them when they are installed.)", returncode=3)
 
 
-@pytest.fixture
-def platform(tmp_path):
-    """The whole platform in this process, over RabbitMQ and PostgreSQL."""
-    p = Platform(tmp_path)
+def _platforms(folder):
+    """Build platforms under ``folder`` (options as ``Platform`` takes them); stop them all at the end."""
+    made = []
+
+    def make(**options):
+        p = Platform(folder / f"p{len(made)}", **options)
+        made.append(p)
+        return p
+
     try:
-        yield p.start()
+        yield make
     finally:
-        p.stop()
+        for p in made:
+            p.stop()
 
 
 @pytest.fixture
 def make_platform(tmp_path):
-    """Build a platform with options; the test starts what it needs."""
-    made = []
+    """Build a platform for one test; the test starts what it needs."""
+    yield from _platforms(tmp_path)
 
-    def make(**kwargs):
-        p = Platform(tmp_path / f"p{len(made)}", **kwargs)
-        made.append(p)
-        return p
 
-    yield make
-    for p in made:
-        p.stop()
+@pytest.fixture(scope="module")
+def make_module_platform(request, tmp_path_factory):
+    """Build a platform the whole module shares (each test then keeps to its own people)."""
+    yield from _platforms(tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_")))
+
+
+@pytest.fixture
+def platform(make_platform):
+    """The whole platform in this process, over RabbitMQ and PostgreSQL."""
+    return make_platform().start()
 
 
 def pytest_terminal_summary(terminalreporter):

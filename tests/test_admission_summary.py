@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from bodies import AGREEMENT
 from coproduction.events import dumps, iso, make_event
 from coproduction.nhs_number import with_check_digit
 from harness import wait_for
@@ -50,7 +51,7 @@ def load_story(p) -> dict:
         "next_review_date": (TODAY + timedelta(days=100)).isoformat(),
         "care_coordinator": "Practice nurse J Okafor"}))
     ok(p.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-              json={"agreed_by": "Dr A Patel", "person_agreed": True}))
+              json=AGREEMENT))
     doc = p.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
     ids = {x["text"]: x["id"] for x in doc["priorities"]}
     mood = {"id": ids["Feel like myself again"], "text": "Feel like myself again", "category": "mental_wellbeing"}

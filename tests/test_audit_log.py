@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from audit_checks import consistency_holds, head_signed, inclusion_holds, leaf_hash, leaf_of
+from bodies import plan_body, priority
 from coproduction.auth import Caller
 from harness import ROOT, wait_for
 
 NHS = "9434765919"
-PLAN = {"nhs_number": NHS, "priorities": [{"text": "Keep my allotment going", "category": "learning_and_hobbies"}]}
+PLAN = plan_body(NHS, priority("Keep my allotment going", "learning_and_hobbies"))
 ROLES = ("gp", "hospital", "community", "social_care")
 
 

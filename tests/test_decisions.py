@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bodies import AGREEMENT
 from coproduction.nhs_number import with_check_digit
 from harness import wait_for
 from services.decisions.schemas import parse_natural_frequency
@@ -63,14 +64,9 @@ def platform(make_platform):
 
 
 @pytest.fixture(scope="module")
-def refusing(tmp_path_factory):
+def refusing(make_module_platform):
     """One platform for the refusal cases: none of them may store anything."""
-    from harness import Platform
-    p = Platform(tmp_path_factory.mktemp("refusing"), services=("plans", "decisions"))
-    try:
-        yield admitted(p.start())
-    finally:
-        p.stop()
+    return admitted(make_module_platform(services=("plans", "decisions")).start())
 
 
 def stored_decisions(platform) -> tuple[int, int]:
@@ -95,7 +91,7 @@ def test_a_reused_priority_id_joins_the_plan_priority_in_the_portfolio(platform)
     assert r.status_code == 201, r.text
     plan = r.json()
     assert platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-                         json={"agreed_by": "Dr A Patel", "person_agreed": True}).status_code == 200
+                         json=AGREEMENT).status_code == 200
     doc = platform.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
     [priority] = doc["priorities"]
 

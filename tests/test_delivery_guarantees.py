@@ -7,29 +7,21 @@ import uuid
 import pika
 from sqlalchemy import func, select
 
+from bodies import plan_body
 from coproduction.bus import Publisher
 from coproduction.consumer import dead_letters
 from coproduction.events import dumps, make_event
-from coproduction.nhs_number import with_check_digit
 from coproduction.service import load
 from faults import TcpProxy
 from harness import AMQP_URL, wait_for
+from nhs import numbered
 
 import services.plans.events  # noqa: F401  registers the plan event schemas
 
 
 def nhs(n: int) -> str:
-    """The n-th valid NHS number of a run (skipping numbers whose check digit would be 10)."""
-    i = 0
-    while True:
-        candidate = with_check_digit(f"{900000000 + n * 37 + i:09d}")
-        if candidate:
-            return candidate
-        i += 1
-
-
-def plan_body(number: str, text: str = "Walk my grandson to school") -> dict:
-    return {"nhs_number": number, "priorities": [{"text": text, "category": "physical_activity"}]}
+    """The n-th person of a run."""
+    return numbered(n, series=900000000)
 
 
 def gateway_counts(platform) -> dict:

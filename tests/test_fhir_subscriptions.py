@@ -3,15 +3,15 @@ a signed history Bundle with a SubscriptionStatus and event numbers; ``$events``
 the receiver missed while it was down; ``$status`` counts them. Real HTTP, PostgreSQL, RabbitMQ."""
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
+from bodies import notional_budget
+from harness import wait_for
+from nhs import new_nhs
 from oauth_client import access_token, new_key, register
 from test_fhir_api import valid
 from test_webhooks import Receiver, make_plan, start_dispatcher
@@ -19,27 +19,15 @@ from test_webhooks import Receiver, make_plan, start_dispatcher
 FHIR = "/fhir/R4"
 TOPIC = "https://coproduction.example.org/fhir/SubscriptionTopic/budget-changes"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
-_prefixes = itertools.count(943477000)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("fhir-subs"), services=("plans", "budgets"))
-    try:
-        p.start()
-        p.key = new_key("ES384")
-        # the council's own system: the same organisation as the static social care client that holds budgets
-        p.client = register(p, p.key, role="social_care", org="ORGSOC", name="Council care system")
-        yield p
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    p = make_module_platform(services=("plans", "budgets")).start()
+    p.key = new_key("ES384")
+    # the council's own system: the same organisation as the static social care client that holds budgets
+    p.client = register(p, p.key, role="social_care", org="ORGSOC", name="Council care system")
+    return p
 
 
 def fhir(platform, method: str, path: str, **kwargs) -> requests.Response:
@@ -61,9 +49,8 @@ def subscription(endpoint: str, nhs: str) -> dict:
 
 def make_budget(platform, nhs: str) -> tuple[str, int]:
     plan_id = make_plan(platform, nhs)
-    r = platform.call("social_care", "POST", "/v1/budgets", json={
-        "nhs_number": nhs, "plan_id": plan_id, "annual_pence": 114000, "currency": "GBP",
-        "holdings": [{"type": "notional", "pence": 114000}], "holder": {"relationship": "person"}})
+    r = platform.call("social_care", "POST", "/v1/budgets", json=notional_budget(
+        nhs, plan_id, 114000, currency="GBP", holder={"relationship": "person"}))
     assert r.status_code == 201, r.text
     return r.json()["id"], 1
 

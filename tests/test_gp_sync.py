@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -25,33 +24,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coproduction.nhs_number import with_check_digit
-from harness import ROOT, Platform, wait_for
-
-_prefixes = itertools.count(943476800)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
+from calls import agree
+from harness import ROOT, wait_for
+from nhs import new_nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("gp-sync"))
-    try:
-        p.start()
-        from gateway import clients
-        db = p.database("gateway")
-        for name in ("gp_a", "gp_b"):  # two GP systems of one practice: both hold its patients' plans
-            _id, p.tokens[name] = clients.create(db, f"practice system {name}", "A81001", "gp")
-        _id, p.tokens["no_portfolio"] = clients.create(db, "no portfolio", "X1", "gp", without=["portfolio:read"])
-        db.dispose()
-        yield p
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    p = make_module_platform().start()
+    from gateway import clients
+    db = p.database("gateway")
+    for name in ("gp_a", "gp_b"):  # two GP systems of one practice: both hold its patients' plans
+        _id, p.tokens[name] = clients.create(db, f"practice system {name}", "A81001", "gp")
+    _id, p.tokens["no_portfolio"] = clients.create(db, "no portfolio", "X1", "gp", without=["portfolio:read"])
+    db.dispose()
+    return p
 
 
 IN_A_YEAR = (date.today() + timedelta(days=365)).isoformat()
@@ -66,13 +53,6 @@ def create(platform, nhs: str, role: str = "gp") -> dict:
         "actions": [{"text": "Walk 15 minutes after lunch", "owner": "person"}],
         "next_review_date": IN_A_YEAR})
     assert r.status_code == 201, r.text
-    return r.json()
-
-
-def agree(platform, plan: dict, role: str = "gp") -> dict:
-    r = platform.call(role, "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": f'"{plan["version"]}"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
-    assert r.status_code == 200, r.text
     return r.json()
 
 

@@ -8,65 +8,43 @@ exist, confidence 11) are clear 409/422s and store nothing.
 from __future__ import annotations
 
 import threading
-from itertools import count
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
+from bodies import AGREEMENT, COURSE
+from calls import expect
+from harness import wait_for
+from nhs import new_nhs
 from services.groups.models import default_min_sessions, min_of_six_from_env
-
-_seq = count(1)
-
-
-def new_nhs() -> str:
-    """A fresh valid NHS number per person, so tests sharing one platform never meet."""
-    while True:
-        number = with_check_digit(f"97{next(_seq):07d}")
-        if number:
-            return number
 
 
 @pytest.fixture(scope="module")
-def gp(tmp_path_factory):
+def gp(make_module_platform):
     """One platform (plans and groups) for the module; every test uses its own people and courses."""
-    p = Platform(tmp_path_factory.mktemp("groups"), services=("plans", "groups"))
-    try:
-        yield p.start()
-    finally:
-        p.stop()
-
-
-COURSE = {"programme": "expert_patients", "title": "Living well with diabetes", "sessions": 6,
-          "starts_on": "2027-04-09", "capacity": 12, "tutors": [{"name": "Sam Lee", "role": "lay_tutor"}]}
-
-
-def ok(r, status=200):
-    assert r.status_code == status, f"{r.status_code} {r.text}"
-    return r.json()
+    return make_module_platform(services=("plans", "groups")).start()
 
 
 def create_course(p, **overrides) -> dict:
-    return ok(p.call("community", "POST", "/v1/courses", json=dict(COURSE, **overrides)), 201)
+    return expect(p.call("community", "POST", "/v1/courses", json=dict(COURSE, **overrides)), 201)
 
 
 def start(p, course) -> dict:
-    return ok(p.call("community", "POST", f"/v1/courses/{course['id']}/start",
+    return expect(p.call("community", "POST", f"/v1/courses/{course['id']}/start",
                      headers={"If-Match": f'"{course["version"]}"'}))
 
 
-def enrol(p, course, nhs, expect=201, **body):
+def enrol(p, course, nhs, expected=201, **body):
     r = p.call("community", "POST", f"/v1/courses/{course['id']}/enrolments",
                json=dict({"nhs_number": nhs, "referral_source": "care_plan"}, **body))
-    return ok(r, expect)
+    return expect(r, expected)
 
 
 def act(p, enrolment, path, body=None, status=200, version=None):
     r = p.call("community", "POST", f"/v1/enrolments/{enrolment['id']}/{path}", json=body or {},
                headers={"If-Match": f'"{version or enrolment["version"]}"'})
-    return ok(r, status)
+    return expect(r, status)
 
 
 def attend(p, enrolment, session_no, attended=True):
@@ -113,7 +91,7 @@ def test_courses_are_created_once_validated_and_listed(gp):
     key = {"Idempotency-Key": "course-" + new_nhs()}
     r1 = gp.call("community", "POST", "/v1/courses", json=COURSE, headers=key)
     r2 = gp.call("community", "POST", "/v1/courses", json=COURSE, headers=key)
-    c1, c2 = ok(r1, 201), ok(r2, 201)
+    c1, c2 = expect(r1, 201), expect(r2, 201)
     assert c1["id"] == c2["id"] and r2.headers.get("Idempotent-Replayed") == "true"
     assert r1.headers["ETag"] == '"1"'
     assert c1["status"] == "planned" and c1["completion_min_sessions"] == 4
@@ -130,12 +108,12 @@ def test_courses_are_created_once_validated_and_listed(gp):
     assert r.status_code == 422 and r.headers["Content-Type"] == "application/problem+json"
     assert {"completion_min_sessions", "programme", "tutors.0.role"} <= set(r.json()["errors"]), r.json()
     assert gp.call("hospital", "POST", "/v1/courses", json=COURSE).status_code == 403
-    assert ok(gp.call("hospital", "GET", f"/v1/courses/{cch['id']}"))["title"] == "Co-Creating Health: COPD"
+    assert expect(gp.call("hospital", "GET", f"/v1/courses/{cch['id']}"))["title"] == "Co-Creating Health: COPD"
 
-    page = ok(gp.call("gp", "GET", "/v1/courses?programme=co_creating_health&limit=1"))
+    page = expect(gp.call("gp", "GET", "/v1/courses?programme=co_creating_health&limit=1"))
     assert [c["id"] for c in page["items"]] == [cch["id"]] and page["next_cursor"] is None
-    first = ok(gp.call("gp", "GET", "/v1/courses?programme=expert_patients&limit=1"))
-    second = ok(gp.call("gp", "GET", f"/v1/courses?programme=expert_patients&limit=1&cursor={first['next_cursor']}"))
+    first = expect(gp.call("gp", "GET", "/v1/courses?programme=expert_patients&limit=1"))
+    second = expect(gp.call("gp", "GET", f"/v1/courses?programme=expert_patients&limit=1&cursor={first['next_cursor']}"))
     assert first["items"][0]["id"] != second["items"][0]["id"]
     assert gp.call("gp", "GET", "/v1/courses?cursor=nonsense").status_code == 422
 
@@ -143,12 +121,12 @@ def test_courses_are_created_once_validated_and_listed(gp):
 # -- the journey -----------------------------------------------------------------------------------
 def test_enrol_attend_plan_and_complete_by_the_rule_each_showing_in_the_portfolio(gp):
     nhs = new_nhs()
-    plan = ok(gp.call("gp", "POST", "/v1/plans", json={
+    plan = expect(gp.call("gp", "POST", "/v1/plans", json={
         "nhs_number": nhs, "conditions": ["type 2 diabetes"],
         "priorities": [{"text": "Walk my grandson to school", "category": "physical_activity", "rank": 1},
                        {"text": "Feel less lonely", "category": "social_connection", "rank": 2}]}), 201)
-    ok(gp.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-               json={"agreed_by": "Dr A Patel", "person_agreed": True}))
+    expect(gp.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
+               json=AGREEMENT))
     walk_id = next(p["id"] for p in plan["priorities"] if p["text"].startswith("Walk"))
     lonely_id = next(p["id"] for p in plan["priorities"] if p["text"].startswith("Feel"))
 
@@ -194,7 +172,7 @@ def test_enrol_attend_plan_and_complete_by_the_rule_each_showing_in_the_portfoli
     assert e["status"] == "completed" and e["completed_at"] and e["version"] == 10
     gp.admit(nhs)
     r = gp.call("hospital", "GET", f"/v1/enrolments/{e['id']}")
-    assert ok(r)["status"] == "completed" and r.headers["ETag"] == '"10"'
+    assert expect(r)["status"] == "completed" and r.headers["ETag"] == '"10"'
 
     g = shows(gp, nhs, e["id"], lambda g: g["status"] == "completed")
     assert g["in_progress"] is False and g["sessions_attended"] == 4 and len(g["attendance"]) == 6
@@ -224,10 +202,10 @@ def test_finishing_a_course_settles_every_open_enrolment_by_the_rule(gp):
     e_short = attend(gp, e_short, 1)
     assert e_done["status"] == "active", "session 4 is not on record yet"
 
-    course = ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))
+    course = expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))
     r = gp.call("community", "POST", f"/v1/courses/{course['id']}/finish", headers={"If-Match": '"1"'})
     assert r.status_code == 412
-    finished = ok(gp.call("community", "POST", f"/v1/courses/{course['id']}/finish",
+    finished = expect(gp.call("community", "POST", f"/v1/courses/{course['id']}/finish",
                           headers={"If-Match": f'"{course["version"]}"'}))
     assert finished["status"] == "finished"
 
@@ -269,7 +247,7 @@ def test_withdrawal_shows_in_the_portfolio_and_frees_the_place(gp):
         assert r.status_code == 409, r.text
     # the place is free again: someone else, or the same person later, can take it
     other_e = enrol(gp, course, other, referral_source="self")
-    assert ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_left"] == 0
+    assert expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_left"] == 0
     act(gp, other_e, "withdraw", {"reason": "Moved away"})
     again = enrol(gp, course, nhs, referral_source="self")
     assert again["id"] != e["id"] and again["status"] == "enrolled"
@@ -295,7 +273,7 @@ def test_cancelling_a_course_withdraws_its_people_with_the_reason(gp):
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 1, "attended": True},
                 headers={"If-Match": '"1"'})
     assert r.status_code == 409 and "start it first" in r.json()["detail"]
-    cancelled = ok(gp.call("community", "POST", f"/v1/courses/{course['id']}/cancel", json={"reason": "Tutor ill"},
+    cancelled = expect(gp.call("community", "POST", f"/v1/courses/{course['id']}/cancel", json={"reason": "Tutor ill"},
                            headers={"If-Match": '"1"'}))
     assert cancelled["status"] == "cancelled" and cancelled["status_reason"] == "Tutor ill"
     g = shows(gp, nhs, e["id"], lambda g: g["status"] == "withdrawn")
@@ -348,11 +326,11 @@ def test_refusals_are_clear_and_store_nothing(gp):
 
     # nothing was stored: no event, no new version, no place taken, no enrolment for the refused person
     assert outbox_rows(gp) == before
-    got = ok(gp.call("community", "GET", f"/v1/enrolments/{e['id']}"))
+    got = expect(gp.call("community", "GET", f"/v1/enrolments/{e['id']}"))
     assert got["version"] == 1 and got["attendance"] == [] and got["action_plans"] == []
-    assert ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 2
-    assert ok(gp.call("admin", "GET", f"/v1/enrolments?nhs_number={c}"))["items"] == []
-    assert len(ok(gp.call("community", "GET", f"/v1/enrolments?nhs_number={a}"))["items"]) == 1
+    assert expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 2
+    assert expect(gp.call("admin", "GET", f"/v1/enrolments?nhs_number={c}"))["items"] == []
+    assert len(expect(gp.call("community", "GET", f"/v1/enrolments?nhs_number={a}"))["items"]) == 1
     assert gp.call("community", "GET", "/v1/enrolments").status_code == 422
 
 
@@ -379,7 +357,7 @@ def test_capacity_and_one_place_per_person_hold_under_concurrency(gp):
         "community", "POST", f"/v1/courses/{course['id']}/enrolments",
         json={"nhs_number": people[i], "referral_source": "self"}).status_code)
     assert sorted(codes) == [201] * 3 + [409] * 7, codes
-    assert ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 3
+    assert expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 3
 
     same = new_nhs()
     course2 = start(gp, create_course(gp, title="Race for one person"))
@@ -387,7 +365,7 @@ def test_capacity_and_one_place_per_person_hold_under_concurrency(gp):
         "community", "POST", f"/v1/courses/{course2['id']}/enrolments",
         json={"nhs_number": same, "referral_source": "self"}).status_code)
     assert sorted(codes) == [201] + [409] * 5, codes
-    assert len(ok(gp.call("community", "GET", f"/v1/enrolments?nhs_number={same}"))["items"]) == 1
+    assert len(expect(gp.call("community", "GET", f"/v1/enrolments?nhs_number={same}"))["items"]) == 1
 
     # retries of one request (same Idempotency-Key) racing each other all get the one enrolment
     retried = new_nhs()

@@ -8,33 +8,20 @@ and Idempotency-Key making a retried create return the first plan.
 """
 from __future__ import annotations
 
-import itertools
 import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
-
-_prefixes = itertools.count(943476600)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
+from bodies import AGREEMENT
+from harness import wait_for
+from nhs import new_nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("plans"))
-    try:
-        yield p.start()
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    return make_module_platform().start()
 
 
 WALK = str(uuid.uuid4())
@@ -101,7 +88,7 @@ def test_a_plan_lives_its_whole_life_through_the_gateway(platform):
     plan = write(platform, "PATCH", f"/v1/plans/{pid}", 1, {"next_review_date": review, "reason": "Sooner review"})
     assert (plan["version"], plan["status"], plan["next_review_date"]) == (2, "draft", review)
 
-    plan = write(platform, "POST", f"/v1/plans/{pid}/agree", 2, {"agreed_by": "Dr A Patel", "person_agreed": True})
+    plan = write(platform, "POST", f"/v1/plans/{pid}/agree", 2, AGREEMENT)
     assert (plan["version"], plan["status"], plan["agreed_by"], plan["person_agreed"]) == (3, "active", "Dr A Patel", True)
 
     # a goal is achieved; an action is done
@@ -192,12 +179,12 @@ def test_illegal_transitions_are_refused_with_the_reason(platform):
 
     empty = create(platform, nhs, priorities=[], goals=[])
     r = platform.call("gp", "POST", f"/v1/plans/{empty['id']}/agree", headers={"If-Match": '"1"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
+                      json=AGREEMENT)
     assert r.status_code == 409 and "priorities is empty" in r.json()["detail"]
 
     plan = write(platform, "POST", f"/v1/plans/{pid}/agree", 1, {"agreed_by": "Nurse B Jones", "person_agreed": True})
     r = platform.call("gp", "POST", f"/v1/plans/{pid}/agree", headers={"If-Match": '"2"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
+                      json=AGREEMENT)
     assert r.status_code == 409 and "An active plan cannot be agreed" in r.json()["detail"]
     r = platform.call("gp", "POST", f"/v1/plans/{pid}/resume", headers={"If-Match": '"2"'}, json={})
     assert r.status_code == 409 and "cannot be resumed" in r.json()["detail"]
@@ -232,7 +219,7 @@ def test_if_match_is_required_and_must_be_current(platform):
     pid = plan["id"]
     r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", json={"conditions": ["asthma"]})
     assert r.status_code == 428
-    for method, path, body in (("POST", "agree", {"agreed_by": "Dr A Patel", "person_agreed": True}),
+    for method, path, body in (("POST", "agree", AGREEMENT),
                                ("POST", "hold", {"reason": "x"}), ("POST", "close", {}),
                                ("PATCH", f"goals/{plan['goals'][0]['id']}", {"lifecycle_status": "on-hold"}),
                                ("PATCH", f"actions/{plan['actions'][0]['id']}", {"status": "done"})):

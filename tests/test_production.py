@@ -10,10 +10,11 @@ import uuid
 import pika
 from sqlalchemy import func, select
 
+from bodies import plan_body
 from coproduction.consumer import dead_letters
 from coproduction.service import load
 from harness import AMQP_URL, wait_for
-from test_delivery_guarantees import _publish_raw, gateway_counts, nhs, outbox_counts, plan_body
+from test_delivery_guarantees import _publish_raw, gateway_counts, nhs, outbox_counts
 
 PIKA_URL = AMQP_URL.replace("//", "/%2F").replace("amqp:/%2F", "amqp://")
 

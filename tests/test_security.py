@@ -13,6 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 from sqlalchemy import func, select, text
 
+from bodies import COURSE, plan_body, priority
 from coproduction.auth import ROLES, Caller, issue_service_token
 from coproduction.nhs_number import with_check_digit
 from harness import ROOT, wait_for
@@ -21,9 +22,7 @@ NHS = "9434765919"
 OTHER = with_check_digit("943476592")
 ROLE_NAMES = list(ROLES)
 
-COURSE = {"programme": "expert_patients", "title": "Living well with diabetes", "sessions": 6,
-          "starts_on": "2027-04-09", "capacity": 12, "tutors": [{"name": "Sam Lee", "role": "lay_tutor"}]}
-PLAN = {"nhs_number": NHS, "priorities": [{"text": "Keep my allotment going", "category": "learning_and_hobbies"}]}
+PLAN = plan_body(NHS, priority("Keep my allotment going", "learning_and_hobbies"))
 
 
 def scopes_of(role):

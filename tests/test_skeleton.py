@@ -1,6 +1,8 @@
 """The walking skeleton: a care plan travels from the plans service over RabbitMQ into the portfolio."""
 from __future__ import annotations
 
+from bodies import AGREEMENT
+
 NHS = "9434765919"
 
 PLAN = {
@@ -21,7 +23,7 @@ def test_plan_created_and_agreed_reaches_the_portfolio(platform):
     plan = r.json()
     assert r.headers["ETag"] == '"1"' and plan["status"] == "draft"
     r = platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
+                      json=AGREEMENT)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "active" and r.json()["version"] == 2
 
@@ -40,6 +42,6 @@ def test_the_same_path_on_the_embedded_defaults(make_platform):
     r = platform.call("gp", "POST", "/v1/plans", json=PLAN)
     assert r.status_code == 201, r.text
     platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers={"If-Match": '"1"'},
-                  json={"agreed_by": "Dr A Patel", "person_agreed": True})
+                  json=AGREEMENT)
     doc = platform.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
     assert doc["priorities"][0]["text"] == "Walk my grandson to school"
