@@ -76,7 +76,7 @@ def cmd_consume(args) -> int:
 def cmd_deliver(args) -> int:
     from . import logs, metrics
     from gateway.app import database
-    from gateway.delivery import make_dispatcher
+    from gateway.webhooks.dispatcher import make_dispatcher
     from gateway.models import metadata
     logs.setup("gateway-deliver")
     settings = Settings.from_env("gateway")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Callable
 
-from flask import request
+from flask import Response, request
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .auth import service_caller
 from .events import now
-from .http import Problem, with_etag
+from .http import Problem, ctx, with_etag
 
 
 def idempotency_table(metadata: MetaData) -> Table:
@@ -64,3 +66,35 @@ def remember(session: Session, table: Table, payload: dict, status: int) -> None
     session.execute(table.insert().values(
         client_id=service_caller().client_id, key=key, request_hash=_hash(), status=status,
         body=json.dumps(payload, default=str), created_at=now()))
+
+
+def create_once(table: Table, create: Callable[[Session], tuple[dict, str]], *,
+                lock: Callable[[Session], object] | None = None,
+                conflict: Callable[[], Exception] | None = None) -> Response:
+    """Answer a create (201) at most once per Idempotency-Key: ``create(session)`` makes the
+    resource and returns its representation and Location, in the transaction that stores the key.
+
+    ``lock(session)`` runs before the stored response is looked up, so a retry that races its own
+    first attempt waits for it and gets its answer. A request that loses the race on the key is
+    answered with the winner's response; when the race was on something else (no response is
+    stored), ``conflict()`` is raised if given, the database's error if not.
+    """
+    db = ctx().db
+    try:
+        with db.session() as session:
+            if lock is not None:
+                lock(session)
+            stored = replay(session, table)
+            if stored is not None:
+                return stored
+            payload, location = create(session)
+            remember(session, table, payload, 201)
+    except IntegrityError:
+        with db.session() as session:
+            stored = replay(session, table)
+        if stored is not None:
+            return stored
+        if conflict is not None:
+            raise conflict() from None
+        raise
+    return with_etag(payload, 201, {"Location": location})

@@ -1,37 +1,104 @@
-"""Keyset paging for the services' lists: oldest first, an opaque cursor (created_at, id)."""
+"""Cursors and keyset paging: the one cursor codec of the platform.
+
+A cursor is opaque to clients: base64url (unpadded) of a short text. Two kinds are written:
+
+- a **keyset cursor**, JSON ``[created_at, id]``: where a list ordered oldest first stopped (the
+  services' lists, the gateway's webhook subscriptions);
+- a **position cursor**, ``cp1:<position>``: a place in an ordered log (the gateway's change feed,
+  and the webhook subscriptions and deliveries that point into it).
+
+Readers return None for a string that is not such a cursor; the caller answers 422 naming its field.
+"""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Callable
 
 from sqlalchemy import and_, or_
 
 from .events import iso
 from .http import Problem
 
+POSITION_PREFIX = "cp1:"
+#: positions are BIGINT: anything larger is not one we could have written
+MAX_POSITION = 2 ** 63 - 1
 
-def encode_cursor(row) -> str:
-    raw = json.dumps([iso(row.created_at), row.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+def opaque(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def unwrap(cursor: str) -> str | None:
+    """The text inside an opaque cursor, or None."""
     try:
-        at, ident = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(at.replace("Z", "+00:00")), str(uuid.UUID(ident))
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+
+
+def plain_position(text: str) -> int | None:
+    """A non-negative 64-bit integer written in ASCII digits, or None."""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_POSITION:
+        return int(text)
+    return None
+
+
+def position_cursor(position: int) -> str:
+    return opaque(f"{POSITION_PREFIX}{position}")
+
+
+def read_position_cursor(cursor: str) -> int | None:
+    text = unwrap(cursor)
+    if text is None or not text.startswith(POSITION_PREFIX):
+        return None
+    return plain_position(text[len(POSITION_PREFIX):])
+
+
+def keyset_cursor(created_at: datetime, ident: str) -> str:
+    return opaque(json.dumps([iso(created_at), ident]))
+
+
+def read_keyset_cursor(cursor: str) -> tuple[datetime, str] | None:
+    """(created_at, id) of a keyset cursor. Also reads ``<created_at>|<id>``, the form the gateway's
+    subscription list wrote before it used this codec, so cursors already handed out still work."""
+    text = unwrap(cursor)
+    try:
+        at, ident = json.loads(text) if text.startswith("[") else text.split("|", 1)
+        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)), str(uuid.UUID(ident))
     except (ValueError, TypeError, AttributeError):
-        raise Problem(422, "Unprocessable Content", "Some fields are not valid: cursor",
-                      errors={"cursor": ["Not a cursor this service gave out."]}) from None
+        return None
+
+
+def invalid_cursor(field: str, hint: str) -> Problem:
+    return Problem(422, "Unprocessable Content", f"Some fields are not valid: {field}", errors={field: [hint]})
+
+
+def keyset_query(stmt, created_at, ident, limit: int, cursor: str | None,
+                 hint: str = "Not a cursor this service gave out."):
+    """``stmt`` ordered by (created_at, id), after ``cursor``, one row more than a page (to see if
+    another follows)."""
+    if cursor:
+        after = read_keyset_cursor(cursor)
+        if after is None:
+            raise invalid_cursor("cursor", hint)
+        stmt = stmt.where(or_(created_at > after[0], and_(created_at == after[0], ident > after[1])))
+    return stmt.order_by(created_at, ident).limit(limit + 1)
+
+
+def keyset_split(rows: list, limit: int, key: Callable) -> tuple[list, str | None]:
+    """The page of ``rows`` (read by keyset_query) and the cursor of the next one; ``key(row)`` is
+    its (created_at, id)."""
+    if len(rows) > limit:
+        return rows[:limit], keyset_cursor(*key(rows[limit - 1]))
+    return rows, None
 
 
 def keyset_page(session, stmt, model, limit: int, cursor: str | None) -> tuple[list, str | None]:
     """One page of ``stmt`` over ``model`` after ``cursor``; return the rows and the next cursor."""
-    if cursor:
-        at, ident = decode_cursor(cursor)
-        stmt = stmt.where(or_(model.created_at > at, and_(model.created_at == at, model.id > ident)))
-    rows = session.execute(stmt.order_by(model.created_at, model.id).limit(limit + 1)).scalars().all()
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1])
-    return rows, None
+    rows = session.execute(keyset_query(stmt, model.created_at, model.id, limit, cursor)).scalars().all()
+    return keyset_split(rows, limit, lambda row: (row.created_at, row.id))

@@ -222,7 +222,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
     from flask import Flask, g
     from sqlalchemy import insert
 
-    from services.plans import api as plans_api
+    from services.plans import handlers as plans_handlers, schemas as plans_schemas
     from services.plans import models as plans_models
 
     from .events import make_event, now
@@ -235,7 +235,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
     context = Flask("seed").test_request_context()  # the service's helpers read the caller from g
     context.push()
     g.caller = SEED_CALLER
-    changed_by = plans_api._changed_by()
+    changed_by = plans_handlers.changed_by()
 
     def write(plans: list, versions: list, events: list) -> None:
         with db.session() as session:
@@ -248,7 +248,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
     pending = None
     try:
         at = now()
-        template = plans_api.PlanCreateSchema().load({
+        template = plans_schemas.PlanCreateSchema().load({
             "nhs_number": numbers[0] if numbers else "9434765919",
             "conditions": ["type 2 diabetes"],
             "priorities": [{"text": "Walk my grandson to school", "category": "physical_activity",
@@ -257,7 +257,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
         empty = {"conditions": [], "priorities": [], "goals": [], "actions": [], "results": [],
                  "next_review_date": None, "results_shared_at": None, "care_coordinator": None,
                  "status_reason": None, "closed_at": None}
-        content0 = plans_api._content(template, empty, at)
+        content0 = plans_handlers.plan_content(template, empty, at)
         done, started = 0, time.monotonic()
         for chunk in _chunks(numbers, batch):
             plans, versions, events = [], [], []
@@ -269,7 +269,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
                     id=str(uuid.uuid4()), nhs_number=nhs, status="draft", version=1, content=content,
                     created_by=SEED_CALLER.client_id, updated_by=SEED_CALLER.client_id,
                     created_at=at, updated_at=at)
-                body = plans_api.plan_json(plan)
+                body = plans_handlers.plan_json(plan)
                 plans.append({c: getattr(plan, c) for c in (
                     "id", "nhs_number", "status", "version", "content", "created_by", "updated_by",
                     "created_at", "updated_at")})
@@ -279,7 +279,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
                                      "changed_by": changed_by, "created_at": at})
                 events.append(make_event(source="plans", type="plan.created", subject=nhs,
                                          aggregate_id=plan.id, aggregate_version=1,
-                                         data=plans_api._event_data(body, None, [])))
+                                         data=plans_handlers.event_data(plan, None, [], body)))
             if pending is not None:
                 pending.result()
             pending = writer.submit(write, plans, versions, events)

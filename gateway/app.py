@@ -8,11 +8,12 @@ from coproduction.http import create_app as kernel_app
 
 from . import admission, api, audit_api, audit_keys, changes, consent, discovery, fhir, oauth, pages
 from .fhir import export as fhir_export
-from . import policy, relationships, routing, security, subscriptions
+from . import policy, relationships, routing, security
 from .client_keys import RemoteKeySets
 from .limits import init_limits
 from .models import metadata
 from .tokens import TokenAuthority
+from .webhooks import api as subscriptions
 
 
 def database(settings: Settings) -> Database:

@@ -7,7 +7,7 @@ N will never later find a new row below N. A page is read up to the head positio
 it, so a client that keeps the ``next_cursor`` it was given sees every change exactly once, in
 order, while writes continue.
 
-The cursor is opaque to clients (today: base64url of ``cp1:<position>``). Access is checked per
+The cursor is opaque to clients: a position cursor of coproduction/paging.py. Access is checked per
 event (gateway/policy.py): a change is left out (and counted in ``withheld``; the cursor still moves
 past it) unless the caller's organisation has a care relationship with its person, the caller holds
 the read scope of its initiative, and the person's sharing preferences do not withhold it from the
@@ -15,8 +15,6 @@ caller's role. Every person whose changes a page shows gets an audit record.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 
@@ -26,33 +24,25 @@ from flask import jsonify
 from sqlalchemy import func, or_, select
 
 from coproduction.http import Problem, ctx
+from coproduction.paging import invalid_cursor, position_cursor, read_position_cursor
 
 from . import policy
 from .models import change_log
 from .security import also_audit
 
-CURSOR_PREFIX = "cp1:"
 TYPE_PATTERN = re.compile(r"^(\*|[a-z]+\.\*|[a-z]+\.[a-z][a-z-]*)$")
 
 bp = flask_smorest.Blueprint("changes", __name__, url_prefix="/v1",
                              description="The change feed: every change, in order, from a cursor (GP sync)")
 
 
-def encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
+def _after(cursor: str | None) -> int:
     if not cursor:
         return 0
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith(CURSOR_PREFIX) and raw[len(CURSOR_PREFIX):].isdigit():
-            return int(raw[len(CURSOR_PREFIX):])
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        pass
-    raise Problem(422, "Unprocessable Content", "Some fields are not valid: after",
-                  errors={"after": ["Not a cursor this feed gave out (use the next_cursor of a page)."]})
+    position = read_position_cursor(cursor)
+    if position is None:
+        raise invalid_cursor("after", "Not a cursor this feed gave out (use the next_cursor of a page).")
+    return position
 
 
 def _types(value: str | None) -> list[str]:
@@ -83,7 +73,7 @@ class ChangePageSchema(ma.Schema):
 
 
 def page(query: dict, who, subject: str | None = None) -> dict:
-    after = decode_cursor(query["after"])
+    after = _after(query["after"])
     patterns = _types(query["types"])
     limit = query["limit"]
     with ctx().db.session() as session:
@@ -91,7 +81,7 @@ def page(query: dict, who, subject: str | None = None) -> dict:
         # visible in order), so reading up to it and moving the cursor there can never skip one.
         head = session.execute(select(func.max(change_log.c.position))).scalar_one_or_none() or 0
         if head <= after:
-            return {"items": [], "next_cursor": encode_cursor(after), "has_more": False, "withheld": 0}
+            return {"items": [], "next_cursor": position_cursor(after), "has_more": False, "withheld": 0}
         stmt = select(change_log.c.position, change_log.c.subject, change_log.c.body).where(
             change_log.c.position > after, change_log.c.position <= head)
         if subject is not None:
@@ -117,7 +107,7 @@ def page(query: dict, who, subject: str | None = None) -> dict:
             decision = policy.current()
             items = [e for e in events if _initiative(e) not in decision.unseen]
     next_position = rows[-1].position if has_more else head
-    return {"items": items, "next_cursor": encode_cursor(next_position), "has_more": has_more,
+    return {"items": items, "next_cursor": position_cursor(next_position), "has_more": has_more,
             "withheld": len(events) - len(items)}
 
 

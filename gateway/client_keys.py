@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 import threading
 import time
+from contextlib import closing
 from urllib.parse import urlsplit
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey, import_key
 
-from .delivery import PinnedHTTPConnection, PinnedHTTPSConnection, UnsafeUrl, resolve_safely
+from .webhooks.transport import UnsafeUrl, connections, cut_off_at, resolve_safely
 
 #: what a client may sign its assertion with (SMART Backend Services), and the key each needs
 ASSERTION_ALGORITHMS = {"RS384": ("RSA", None), "ES384": ("EC", "P-384")}
@@ -107,51 +107,31 @@ def fetch_jwks(url: str, allow_loopback: bool, tls_context: ssl.SSLContext | Non
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     deadline = time.monotonic() + FETCH_TIMEOUT
-    last_error: Exception | None = None
-    for address in addresses:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        if parts.scheme == "https":
-            conn = PinnedHTTPSConnection(host, port, address, remaining, tls_context or ssl.create_default_context())
-        else:
-            conn = PinnedHTTPConnection(host, port, address, remaining)
-        timer = None
-        try:
-            conn.connect()
-            timer = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (conn.sock,))
-            timer.daemon = True
-            timer.start()
-            conn.request("GET", path, headers={"Accept": "application/jwk-set+json, application/json",
-                                               "User-Agent": "coproduction-oauth/1"})
-            response = conn.getresponse()
-            body = response.read(MAX_JWKS_BYTES + 1)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {FETCH_TIMEOUT:g}s")
-        except (OSError, http.client.HTTPException) as exc:
-            last_error = exc
-            continue
-        finally:
-            if timer is not None:
-                timer.cancel()
-            conn.close()
-        if response.status != 200:
-            raise BadKeys(f"answered {response.status}, not 200 with a JWK Set")
-        if len(body) > MAX_JWKS_BYTES:
-            raise BadKeys(f"answered more than {MAX_JWKS_BYTES} bytes")
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise BadKeys("did not answer JSON") from None
-        return public_jwks(data)
+    errors: list[Exception] = []
+    with closing(connections(parts.scheme, host, port, addresses, deadline, errors, tls_context)) as opened:
+        for conn in opened:
+            try:
+                with cut_off_at(conn.sock, deadline):
+                    conn.request("GET", path, headers={"Accept": "application/jwk-set+json, application/json",
+                                                       "User-Agent": "coproduction-oauth/1"})
+                    response = conn.getresponse()
+                    body = response.read(MAX_JWKS_BYTES + 1)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"timed out after {FETCH_TIMEOUT:g}s")
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(exc)
+                continue
+            if response.status != 200:
+                raise BadKeys(f"answered {response.status}, not 200 with a JWK Set")
+            if len(body) > MAX_JWKS_BYTES:
+                raise BadKeys(f"answered more than {MAX_JWKS_BYTES} bytes")
+            try:
+                data = json.loads(body)
+            except ValueError:
+                raise BadKeys("did not answer JSON") from None
+            return public_jwks(data)
+    last_error = errors[-1] if errors else None
     raise BadKeys(f"could not be fetched within {FETCH_TIMEOUT:g}s ({type(last_error).__name__}: {last_error})")
-
-
-def _cut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class RemoteKeySets:

@@ -1,4 +1,8 @@
-"""The gateway's own tables: clients, the portfolio projection, the change log, audit, consent."""
+"""The gateway's own tables: clients, the portfolio projection, the change log, audit, consent.
+
+The webhook tables are declared on this ``metadata`` by gateway/webhooks/models.py, which the app
+(and so every migration run) imports.
+"""
 from __future__ import annotations
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, LargeBinary, MetaData,
@@ -6,6 +10,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Index, Inte
 from sqlalchemy.dialects.postgresql import JSONB
 
 from coproduction.db import BigId
+from coproduction.idempotency import idempotency_table
 from coproduction.inbox import inbox_table
 
 Json = JSON().with_variant(JSONB(), "postgresql")
@@ -72,6 +77,8 @@ change_log = Table(
 Index("ix_change_log_subject", change_log.c.subject, change_log.c.position)
 
 inbox = inbox_table(metadata)
+#: the Idempotency-Key of each create the gateway itself answers (POST /v1/subscriptions)
+idempotency_keys = idempotency_table(metadata)
 
 #: one row per access to a person's data, allowed or refused. A request only inserts (no lock, no
 #: read); the sequencer (gateway/sequencer.py) later gives the row its ``leaf_index`` in the Merkle
@@ -184,6 +191,3 @@ care_relationships = Table(
 )
 Index("ix_care_relationships_person_org", care_relationships.c.nhs_number, care_relationships.c.org)
 Index("ix_care_relationships_declared", care_relationships.c.source, care_relationships.c.started_at)
-
-# the webhook tables (subscriptions, deliveries, attempts) are defined in their own module
-from . import webhook_models  # noqa: E402,F401

@@ -6,46 +6,55 @@ SAMPLE through these readers.
 """
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, Schema, fields, post_load
 
 
-class PriorityIn(Schema):
+def optional(field: type[fields.Field] = fields.String, **options) -> fields.Field:
+    """A field an event may leave out or send as null: read as None."""
+    return field(load_default=None, allow_none=True, **options)
+
+
+class Reader(Schema):
     class Meta:
         unknown = EXCLUDE
 
+
+class PriorityIn(Reader):
     id = fields.String(required=True)
     text = fields.String(required=True)
     category = fields.String(required=True)
     expressed_by = fields.String(load_default="person")
-    rank = fields.Integer(allow_none=True, load_default=None)
+    rank = optional(fields.Integer)
     status = fields.String(load_default="active")
     recorded_at = fields.String(load_default="")
 
 
-class Tolerant(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class Tolerant(Reader):
     priorities = fields.List(fields.Nested(PriorityIn), required=True)
 
 
-class PlanIn(Tolerant):
+class AgreedIn(Tolerant):
+    """What a plan and a budget both carry: who agreed it with the person, and its next review."""
+
+    care_coordinator = optional()
+    next_review_date = optional()
+    agreed_by = optional()
+    person_agreed = optional(fields.Boolean)
+    agreed_at = optional()
+
+
+class PlanIn(AgreedIn):
     plan_id = fields.String(required=True)
     status = fields.String(required=True)
     conditions = fields.List(fields.String(), load_default=list)
     goals = fields.List(fields.Dict(), load_default=list)
     actions = fields.List(fields.Dict(), load_default=list)
-    next_review_date = fields.String(allow_none=True, load_default=None)
-    care_coordinator = fields.String(allow_none=True, load_default=None)
-    agreed_by = fields.String(allow_none=True, load_default=None)
-    person_agreed = fields.Boolean(allow_none=True, load_default=None)
-    agreed_at = fields.String(allow_none=True, load_default=None)
-    status_reason = fields.String(allow_none=True, load_default=None)
+    status_reason = optional()
     results = fields.List(fields.Dict(), load_default=list)
-    results_shared_at = fields.String(allow_none=True, load_default=None)
-    closed_at = fields.String(allow_none=True, load_default=None)
-    created_at = fields.String(allow_none=True, load_default=None)
-    reason = fields.String(allow_none=True, load_default=None)
+    results_shared_at = optional()
+    closed_at = optional()
+    created_at = optional()
+    reason = optional()
     changes = fields.List(fields.String(), load_default=list)
 
 
@@ -66,19 +75,19 @@ READERS.update({t: ("plans", "plan", PlanIn)
 class DecisionIn(Tolerant):
     decision_id = fields.String(required=True)
     status = fields.String(required=True)
-    setting = fields.String(load_default=None, allow_none=True)
-    encounter_id = fields.String(load_default=None, allow_none=True)
+    setting = optional()
+    encounter_id = optional()
     question = fields.String(load_default="", allow_none=True)
     options = fields.List(fields.Dict(), load_default=list)
     decision_aids = fields.List(fields.Dict(), load_default=list)
-    lead_clinician = fields.String(load_default=None, allow_none=True)
-    outcome = fields.Dict(load_default=None, allow_none=True)
-    deferral = fields.Dict(load_default=None, allow_none=True)
+    lead_clinician = optional()
+    outcome = optional(fields.Dict)
+    deferral = optional(fields.Dict)
     follow_up = fields.Dict(load_default=dict, allow_none=True)
-    supersedes = fields.String(load_default=None, allow_none=True)
-    superseded_by = fields.String(load_default=None, allow_none=True)
-    supersede_reason = fields.String(load_default=None, allow_none=True)
-    opened_at = fields.String(load_default=None, allow_none=True)
+    supersedes = optional()
+    superseded_by = optional()
+    supersede_reason = optional()
+    opened_at = optional()
 
 
 READERS.update({t: ("decisions", "decision", DecisionIn)
@@ -87,16 +96,10 @@ READERS.update({t: ("decisions", "decision", DecisionIn)
 
 
 # -- groups -------------------------------------------------------------------------------------
-from marshmallow import post_load  # noqa: E402  (kept in this section)
-
-
-class AttendanceIn(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class AttendanceIn(Reader):
     session_no = fields.Integer(required=True)
     attended = fields.Boolean(required=True)
-    recorded_at = fields.String(load_default=None, allow_none=True)
+    recorded_at = optional()
 
 
 class EnrolmentIn(Tolerant):
@@ -105,20 +108,20 @@ class EnrolmentIn(Tolerant):
     enrolment_id = fields.String(required=True)
     course_id = fields.String(required=True)
     status = fields.String(required=True)
-    title = fields.String(load_default=None, allow_none=True)
-    programme = fields.String(load_default=None, allow_none=True)
-    starts_on = fields.String(load_default=None, allow_none=True)
-    sessions = fields.Integer(load_default=None, allow_none=True)
-    session_minutes = fields.Integer(load_default=None, allow_none=True)
-    completion_min_sessions = fields.Integer(load_default=None, allow_none=True)
-    course_status = fields.String(load_default=None, allow_none=True)
-    referral_source = fields.String(load_default=None, allow_none=True)
+    title = optional()
+    programme = optional()
+    starts_on = optional()
+    sessions = optional(fields.Integer)
+    session_minutes = optional(fields.Integer)
+    completion_min_sessions = optional(fields.Integer)
+    course_status = optional()
+    referral_source = optional()
     attendance = fields.List(fields.Nested(AttendanceIn), load_default=list)
-    sessions_attended = fields.Integer(load_default=None, allow_none=True)
+    sessions_attended = optional(fields.Integer)
     action_plans = fields.List(fields.Dict(), load_default=list)
-    reason = fields.String(load_default=None, allow_none=True)
-    withdrawn_at = fields.String(load_default=None, allow_none=True)
-    completed_at = fields.String(load_default=None, allow_none=True)
+    reason = optional()
+    withdrawn_at = optional()
+    completed_at = optional()
 
     @post_load
     def _derived(self, data, **kwargs):
@@ -134,29 +137,24 @@ READERS.update({t: ("groups", "enrolment", EnrolmentIn)
 
 
 # -- budgets ------------------------------------------------------------------------------------
-class BudgetIn(Tolerant):
+class BudgetIn(AgreedIn):
     """A personal health budget (kind "budget"): its money, what it pays for, and its last change."""
 
     budget_id = fields.String(required=True)
     status = fields.String(required=True)
-    plan_id = fields.String(load_default=None, allow_none=True)
+    plan_id = optional()
     kind = fields.String(load_default="personal_health_budget", allow_none=True)
-    annual_pence = fields.Integer(load_default=None, allow_none=True)
+    annual_pence = optional(fields.Integer)
     currency = fields.String(load_default="GBP", allow_none=True)
-    allocated_pence = fields.Integer(load_default=None, allow_none=True)
+    allocated_pence = optional(fields.Integer)
     holdings = fields.List(fields.Dict(), load_default=list)
     line_items = fields.List(fields.Dict(), load_default=list)
     holder = fields.Dict(load_default=dict, allow_none=True)
-    care_coordinator = fields.String(load_default=None, allow_none=True)
-    next_review_date = fields.String(load_default=None, allow_none=True)
-    agreed_by = fields.String(load_default=None, allow_none=True)
-    person_agreed = fields.Boolean(load_default=None, allow_none=True)
-    agreed_at = fields.String(load_default=None, allow_none=True)
-    started_on = fields.String(load_default=None, allow_none=True)
-    review = fields.Dict(load_default=None, allow_none=True)
-    suspension = fields.Dict(load_default=None, allow_none=True)
-    ended = fields.Dict(load_default=None, allow_none=True)
-    last_change = fields.Dict(data_key="change", load_default=None, allow_none=True)
+    started_on = optional()
+    review = optional(fields.Dict)
+    suspension = optional(fields.Dict)
+    ended = optional(fields.Dict)
+    last_change = optional(fields.Dict, data_key="change")
 
 
 READERS.update({t: ("budgets", "budget", BudgetIn)

@@ -23,9 +23,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from bodies import gym_budget, plan_body, priority
 from calls import create_plan
 from gateway import clients
-from gateway.delivery import DeliveryConfig, Dispatcher, sign
+from gateway.webhooks.config import DeliveryConfig
+from gateway.webhooks.dispatcher import Dispatcher
+from gateway.webhooks.signing import sign
 from gateway.models import change_log, sharing
-from gateway.webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+from gateway.webhooks.models import webhook_attempts, webhook_deliveries, webhook_subscriptions
 from harness import ThreadServer, free_port, wait_for
 from nhs import new_nhs
 

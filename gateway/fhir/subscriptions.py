@@ -1,6 +1,6 @@
 """``/fhir/R4/Subscription``: topic-based subscriptions (Subscriptions Backport IG), on the webhook
 machinery. A Subscription is a row of ``webhook_subscriptions`` of kind ``fhir``: the dispatcher
-(gateway/delivery.py) fans the change log out to it, numbers its events, checks the person's consent
+(gateway/webhooks/dispatcher.py) fans the change log out to it, numbers its events, checks the person's consent
 and the care relationship when each is sent, signs it (Standard Webhooks headers, the secret given
 once at creation) and retries it on the same schedule. ``$status`` says where it stands; ``$events``
 returns the events it was sent (or missed), by number, checked again for the caller.
@@ -21,10 +21,11 @@ from interop.fhir_subscriptions import (TOPICS, notification_bundle, read_subscr
 from interop.fhir_plans import EXT
 
 from .. import policy
-from ..delivery import UnsafeUrl, new_secret, resolve_safely
 from ..models import change_log
 from ..security import also_audit
-from ..webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+from ..webhooks.models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+from ..webhooks.signing import new_secret
+from ..webhooks.transport import UnsafeUrl, resolve_safely
 from . import bp
 from .notifications import event_entry
 from .responses import base_url, fhir_json, timestamp
@@ -65,8 +66,8 @@ def create_subscription():
     at = now()
     row = dict(id=str(uuid.uuid4()), client_id=caller.client_id, url=endpoint, types=topic["types"],
                description=(kept["reason"] or "")[:500], secret=new_secret(), status="active", status_reason=None,
-               replay_next=None, replay_until=None, version=1, idempotency_key=None, request_hash=None,
-               created_at=at, updated_at=at, kind="fhir", fhir=dict(kept, base=base_url()), events_count=0)
+               replay_next=None, replay_until=None, version=1, created_at=at, updated_at=at, kind="fhir",
+               fhir=dict(kept, base=base_url()), events_count=0)
     with ctx().db.session() as session:
         # from now on: events already in the change log are not this subscription's
         row["cursor"] = session.execute(select(func.max(change_log.c.position))).scalar_one() or 0

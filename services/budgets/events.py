@@ -10,7 +10,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from coproduction.events import PriorityOut, event_type
 
-from .models import BUDGET_STATUSES, CURRENCY
+from .domain import BUDGET_STATUSES, CURRENCY
 
 TYPES = ("budget.created", "budget.planning-started", "budget.agreed", "budget.activated",
          "budget.changed", "budget.review-started", "budget.reviewed", "budget.suspended",

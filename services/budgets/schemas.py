@@ -11,19 +11,13 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
 
-from .models import (BUDGET_STATUSES, CATEGORIES, CURRENCY, EXCLUDED_CATEGORIES, FREQUENCIES,
-                     HOLDER_RELATIONSHIPS, HOLDING_TYPES, KINDS, SECTORS)
+from .domain import (BUDGET_STATUSES, CATEGORIES, CURRENCY, EXCLUDED_CATEGORIES, FREQUENCIES,
+                     HOLDER_RELATIONSHIPS, HOLDING_TYPES, KINDS, RULE_EXCLUDED, RULE_PLAN, RULE_PRIORITIES,
+                     SECTORS, holdings_message)
 
 Text = lambda n=500, **kw: fields.String(validate=validate.Length(min=1, max=n), **kw)  # noqa: E731
 MAX_PENCE = 100_000_000  # £1,000,000 a year: anything above is a typing error
 Pence = lambda **kw: fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PENCE), **kw)  # noqa: E731
-
-RULE_HOLDINGS = "holdings_add_up"
-RULE_EXCLUDED = "excluded_category"
-RULE_PLAN = "plan_required"
-RULE_WITHIN = "within_budget"
-RULE_REASON = "reason_required"
-RULE_PRIORITIES = "serves_budget_priorities"
 
 PLAN_REQUIRED = (f"A personal health budget is agreed against the person's care and support plan: "
                  f"give the plan's id (rule: {RULE_PLAN}).")
@@ -39,13 +33,6 @@ def check_category(value: str) -> None:
         raise ValidationError(excluded_message(value))
     if value not in CATEGORIES:
         raise ValidationError(f"Must be one of: {', '.join(CATEGORIES)}.")
-
-
-def holdings_message(holdings: list[dict], annual_pence: int) -> str:
-    total = sum(h["pence"] for h in holdings)
-    parts = " + ".join(f"{h['pence']} ({h['type']})" for h in holdings) or "nothing"
-    return (f"The holdings must add up to the annual amount: {parts} = {total} pence, but annual_pence "
-            f"is {annual_pence} (rule: {RULE_HOLDINGS}).")
 
 
 class HoldingSchema(Schema):
@@ -295,7 +282,7 @@ class ChangeQuery(Schema):
 
 
 class BudgetSchema(Schema):
-    """A budget as returned (documentation; responses are built by ``api.budget_json``)."""
+    """A budget as returned (documentation; responses are built by ``handlers.budget_json``)."""
 
     class Meta:
         unknown = EXCLUDE

@@ -214,7 +214,7 @@ class DeferSchema(Schema):
 
 
 class DecisionSchema(Schema):
-    """A decision as returned (documentation; responses are built by ``api.decision_json``)."""
+    """A decision as returned (documentation; responses are built by ``handlers.decision_json``)."""
 
     class Meta:
         unknown = EXCLUDE

@@ -11,7 +11,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from coproduction.events import PriorityOut, event_type
 
-from .models import ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES
+from .domain import ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES
 
 TYPES = ("group.referred", "group.enrolled", "group.attended", "group.action-planned",
          "group.completed", "group.not-completed", "group.withdrawn")

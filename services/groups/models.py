@@ -1,111 +1,21 @@
-"""Self-management courses and enrolments: what is stored, and the rules of their lives.
-
-The completion rule
-  Each course stores ``completion_min_sessions``: an enrolment completes when the person attended
-  at least that many of the course's sessions. When a course is created without one it defaults
-  from ``GROUPS_COMPLETION_MIN_SESSIONS`` (default 4), which is read as "N of 6 sessions" (the
-  Expert Patients Programme's six weekly sessions) and scaled, rounding up, for a course of
-  another length: 4 of 6 -> 6 of 8, 3 of 4, 2 of 3, 1 of 1.
-
-When it is decided
-  * As soon as attendance for the course's final session has been recorded (attended or not)
-    and the person has attended at least ``completion_min_sessions``: ``completed``.
-  * When the course is finished (``POST /v1/courses/{id}/finish``) every enrolment still open is
-    settled: ``completed`` if the rule is met, ``not_completed`` otherwise (a person who stayed
-    to the end but attended fewer sessions neither completed nor withdrew).
-  * Cancelling a course withdraws every open enrolment, with the cancellation as the reason.
-"""
+"""Self-management courses and enrolments: what is stored (the rules are in ``domain``)."""
 from __future__ import annotations
 
-import os
 from datetime import date, datetime
 
-from sqlalchemy import (JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text,
-                        text)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from coproduction.idempotency import idempotency_table
-from coproduction.outbox import outbox_table
+from coproduction.aggregate import Json, service_tables
 
-Json = JSON().with_variant(JSONB(), "postgresql")
-
-PROGRAMMES = ("expert_patients", "co_creating_health", "other")
-TUTOR_ROLES = ("lay_tutor", "clinician")
-COURSE_STATUSES = ("planned", "running", "finished", "cancelled")
-REFERRAL_SOURCES = ("self", "gp", "care_plan", "hospital", "budget")
-ENROLMENT_STATUSES = ("referred", "enrolled", "active", "completed", "not_completed", "withdrawn")
-OPEN = ("referred", "enrolled", "active")
-#: statuses that hold a place on the course (a withdrawal frees it)
-HOLDS_A_PLACE = ("referred", "enrolled", "active", "completed", "not_completed")
-
-BASE_SESSIONS = 6
-DEFAULT_MIN_OF_SIX = 4
-ENV_MIN = "GROUPS_COMPLETION_MIN_SESSIONS"
-
+from . import domain
+from .domain import default_min_sessions, min_of_six_from_env  # noqa: F401  (app.py and the tests read them here)
 
 class Base(DeclarativeBase):
     metadata = MetaData()
 
 
-outbox = outbox_table(Base.metadata)
-idempotency_keys = idempotency_table(Base.metadata)
-
-COURSE_TRANSITIONS = {
-    "planned": {"start": "running", "cancel": "cancelled"},
-    "running": {"finish": "finished", "cancel": "cancelled"},
-    "finished": {},
-    "cancelled": {},
-}
-
-ENROLMENT_TRANSITIONS = {
-    "referred": {"confirm": "enrolled", "withdraw": "withdrawn"},
-    "enrolled": {"attend": "active", "complete": "completed", "not_complete": "not_completed",
-                 "withdraw": "withdrawn"},
-    "active": {"complete": "completed", "not_complete": "not_completed", "withdraw": "withdrawn"},
-    "completed": {},
-    "not_completed": {},
-    "withdrawn": {},
-}
-
-ACTION_NAMES = {"start": "started", "cancel": "cancelled", "finish": "finished", "confirm": "confirmed",
-                "attend": "marked as attending", "complete": "completed",
-                "not_complete": "marked not completed", "withdraw": "withdrawn"}
-
-
-class IllegalTransition(Exception):
-    pass
-
-
-def _transition(kind: str, status: str, table: dict, action: str) -> str:
-    allowed = table[status]
-    if action not in allowed:
-        names = ", ".join(ACTION_NAMES[a] for a in sorted(allowed))
-        raise IllegalTransition(
-            f"A {status.replace('_', ' ')} {kind} cannot be {ACTION_NAMES[action]}"
-            + (f"; from {status} it can only be: {names}." if allowed else f"; {status} is final."))
-    return allowed[action]
-
-
-def min_of_six_from_env() -> int:
-    """``GROUPS_COMPLETION_MIN_SESSIONS``: sessions of a six-session course needed to complete."""
-    raw = os.environ.get(ENV_MIN, str(DEFAULT_MIN_OF_SIX))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{ENV_MIN} must be a whole number of sessions (of 6), not {raw!r}") from None
-    if not 1 <= value <= BASE_SESSIONS:
-        raise ValueError(f"{ENV_MIN} must be between 1 and {BASE_SESSIONS} (sessions of a "
-                         f"{BASE_SESSIONS}-session course), not {value}")
-    return value
-
-
-def default_min_sessions(sessions: int, min_of_six: int = DEFAULT_MIN_OF_SIX) -> int:
-    """The default rule for a course of ``sessions``: ``min_of_six`` of 6, scaled, rounded up."""
-    if sessions == BASE_SESSIONS:
-        return min_of_six
-    # integer arithmetic: ceil(min_of_six * sessions / 6) without float surprises
-    return max(1, min(sessions, -(-min_of_six * sessions // BASE_SESSIONS)))
+outbox, idempotency_keys = service_tables(Base.metadata)
 
 
 class Course(Base):
@@ -128,13 +38,9 @@ class Course(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    def transition(self, action: str) -> str:
-        self.status = _transition("course", self.status, COURSE_TRANSITIONS, action)
-        return self.status
-
     @property
     def rule(self) -> str:
-        return f"attend at least {self.completion_min_sessions} of {self.sessions} sessions"
+        return domain.completion_rule(self.completion_min_sessions, self.sessions)
 
 
 class Enrolment(Base):
@@ -162,23 +68,12 @@ class Enrolment(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    def transition(self, action: str) -> str:
-        self.status = _transition("enrolment", self.status, ENROLMENT_TRANSITIONS, action)
-        return self.status
-
     @property
     def sessions_attended(self) -> int:
-        return sum(1 for a in self.attendance if a["attended"])
+        return domain.sessions_attended(self.attendance)
 
     def rule_met(self, course: Course) -> bool:
         return self.sessions_attended >= course.completion_min_sessions
 
     def final_session_recorded(self, course: Course) -> bool:
-        return any(a["session_no"] == course.sessions for a in self.attendance)
-
-
-def remaining_possible(enrolment: Enrolment, course: Course) -> int:
-    """Sessions not yet recorded as attended or missed: the most the person can still add."""
-    recorded = {a["session_no"] for a in enrolment.attendance}
-    return course.sessions - len(recorded)
-
+        return domain.final_session_recorded(self.attendance, course.sessions)

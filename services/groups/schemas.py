@@ -6,7 +6,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
 
-from .models import (COURSE_STATUSES, ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES,
+from .domain import (COURSE_STATUSES, ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES,
                      TUTOR_ROLES)
 
 ACHIEVED = ("done", "partly", "not_done")

@@ -1,17 +1,16 @@
 """The gateway's webhook tables: subscriptions, their deliveries, and every attempt of each delivery.
 
-They live on the gateway's own metadata (imported at the end of :mod:`gateway.models`), so
+They live on the gateway's own metadata (:mod:`gateway.models`, which knows nothing of webhooks), so
 ``coproduction migrate gateway`` creates them with the rest. A delivery is one change-log event for
 one subscription; its id is the ``webhook-id`` the receiver sees, stable across retries.
 """
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table, Text
 
 from coproduction.db import BigId
 
-from .models import Json, metadata
+from ..models import Json, metadata
 
 #: statuses of a subscription: active (delivering), failing (a delivery used up its retry schedule;
 #: deliveries wait for a replay), disabled (the receiver answered 410 Gone, or its client was revoked)
@@ -36,8 +35,6 @@ webhook_subscriptions = Table(
     Column("replay_next", BigInteger),
     Column("replay_until", BigInteger),
     Column("version", Integer, nullable=False),
-    Column("idempotency_key", String(200)),
-    Column("request_hash", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     #: webhook (CloudEvents, /v1/subscriptions) or fhir (a Subscriptions Backport IG Subscription,
@@ -46,7 +43,6 @@ webhook_subscriptions = Table(
     Column("fhir", Json),
     #: how many events were fanned out to it: a FHIR subscription's events are numbered 1, 2, …
     Column("events_count", BigInteger, nullable=False, server_default="0"),
-    UniqueConstraint("client_id", "idempotency_key", name="uq_webhook_subscriptions_idempotency"),
 )
 
 webhook_deliveries = Table(

@@ -23,34 +23,23 @@ CloudEvent exactly as the gateway stored it.
 
 Callback addresses are checked at registration and again at every send: the host is resolved,
 every address must be public (loopback only when ALLOW_LOOPBACK_WEBHOOKS=1), and the connection is
-made to the address that was checked, so DNS cannot be re-pointed between check and use.
+made to the address that was checked, so DNS cannot be re-pointed between check and use
+(transport.py).
 
 On PostgreSQL a dispatcher holds a session advisory lock while it works; a second one started for
 availability waits until the first goes away.
 """
 from __future__ import annotations
 
-import base64
-import email.utils
-import fnmatch
-import hashlib
-import hmac
-import http.client
-import ipaddress
 import json
 import logging
-import os
 import random
-import re
-import socket
 import ssl
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import and_, func, select, text, update
@@ -60,309 +49,21 @@ from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.events import now
 
-from . import audit
-from .models import change_log, clients
-from .readers import READERS
-from .policy import Visibility, scrub_value
-from .webhook_models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+from .. import audit
+from ..models import change_log, clients
+from ..policy import Visibility, scrub_value
+from .config import DeliveryConfig
+from .models import webhook_attempts, webhook_deliveries, webhook_subscriptions
+from .patterns import service_of, wanted_by
+from .signing import sign
+from .transport import RESPONSE_KEPT, Result, post
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = Counter("coproduction_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
 PENDING = Gauge("coproduction_webhook_due", "Webhook deliveries due for an attempt at the last poll")
 
-DEFAULT_SCHEDULE = "5s,30s,2m,10m,30m,1h,2h,4h,8h,16h,16h"
 LEADER_LOCK = 7_240_003
-USER_AGENT = "coproduction-webhooks/1"
-PATTERN = re.compile(r"^[a-z0-9*?][a-z0-9.*?-]{0,63}$")
-RESPONSE_KEPT = 1000
-
-
-# -- configuration ----------------------------------------------------------------------------
-def parse_duration(value: str) -> float:
-    """'500ms', '5s', '2m', '1h', '1.5' (seconds) -> seconds."""
-    value = value.strip().lower()
-    for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)):
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * factor
-    return float(value)
-
-
-def parse_schedule(value: str) -> list[float]:
-    steps = [parse_duration(part) for part in value.split(",") if part.strip()]
-    if not steps or any(s < 0 for s in steps):
-        raise ValueError(f"not a retry schedule: {value!r}")
-    return steps
-
-
-@dataclass
-class DeliveryConfig:
-    #: the upper bound of the delay before retry n (full jitter: uniform in [0, bound])
-    schedule: list[float] = field(default_factory=lambda: parse_schedule(DEFAULT_SCHEDULE))
-    timeout: float = 10.0          # seconds for the whole request, connect to last byte
-    poll_interval: float = 0.5     # seconds between looks at the change log when idle
-    concurrency: int = 8           # requests in flight at once
-    per_subscription: int = 4      # of which at most this many to one subscription
-    batch: int = 500               # change-log rows fanned out per subscription per pass
-    allow_loopback: bool = False
-    max_retry_after: float = 86400.0
-
-    @classmethod
-    def from_env(cls, settings: Settings) -> "DeliveryConfig":
-        env = os.environ
-        return cls(
-            schedule=parse_schedule(env.get("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE)),
-            timeout=parse_duration(env.get("WEBHOOK_TIMEOUT", "10s")),
-            poll_interval=parse_duration(env.get("WEBHOOK_POLL_INTERVAL", "500ms")),
-            concurrency=int(env.get("WEBHOOK_CONCURRENCY", "8")),
-            allow_loopback=settings.allow_loopback_webhooks,
-        )
-
-
-# -- what may be sent where -------------------------------------------------------------------
-def known_types() -> list[str]:
-    return sorted(READERS)
-
-
-def matches(patterns: list[str], type_: str) -> bool:
-    return any(fnmatch.fnmatchcase(type_, p) for p in patterns)
-
-
-def wanted_by(sub, row) -> bool:
-    """Whether a change-log row is for this subscription: its types, and a FHIR one's patient filter."""
-    patient = (sub["fhir"] or {}).get("patient") if sub["kind"] == "fhir" else None
-    return matches(sub["types"], row.type) and (patient is None or row.subject == patient)
-
-
-def service_of(type_: str) -> str | None:
-    entry = READERS.get(type_)
-    return entry[0] if entry else None
-
-
-def check_patterns(patterns: list[str]) -> list[str]:
-    """Problems with a subscription's type patterns (empty when all are usable)."""
-    problems = []
-    types = known_types()
-    for p in patterns:
-        if not PATTERN.match(p):
-            problems.append(f"{p!r} is not a type pattern (letters, digits, '.', '-', '*' and '?').")
-        elif not any(fnmatch.fnmatchcase(t, p) for t in types):
-            problems.append(f"{p!r} matches no event type the gateway receives ({', '.join(types)}).")
-    return problems
-
-
-class UnsafeUrl(ValueError):
-    """A callback URL we will not call, with the reason."""
-
-
-def _address_problem(ip: ipaddress._BaseAddress, allow_loopback: bool) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return None if allow_loopback else "a loopback address"
-    if ip.is_unspecified:
-        return "an unspecified address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_reserved:
-        return "a reserved address"
-    if not ip.is_global:
-        return "a non-public address"
-    return None
-
-
-def resolve_safely(url: str, allow_loopback: bool) -> tuple[str, int, list[str]]:
-    """Check a callback URL; return (host, port, addresses to connect to) or raise UnsafeUrl.
-
-    Every address the host resolves to must be public (or loopback, when allowed): a name that
-    resolves to one public and one private address is refused, since either could be used.
-    """
-    if len(url) > 2000:
-        raise UnsafeUrl("is longer than 2000 characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise UnsafeUrl(f"is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise UnsafeUrl("must use http or https")
-    if not parts.hostname:
-        raise UnsafeUrl("has no host")
-    if parts.username is not None or parts.password is not None:
-        raise UnsafeUrl("must not carry credentials")
-    if parts.fragment:
-        raise UnsafeUrl("must not have a fragment")
-    host = parts.hostname
-    port = port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrl(f"host {host} does not resolve ({exc})") from None
-    addresses = []
-    for *_rest, sockaddr in infos:
-        address = sockaddr[0].split("%", 1)[0]
-        ip = ipaddress.ip_address(address)
-        problem = _address_problem(ip, allow_loopback)
-        if problem:
-            raise UnsafeUrl(f"host {host} resolves to {address}, {problem}; callbacks must be public"
-                            + ("" if allow_loopback or not ip.is_loopback else
-                               " (ALLOW_LOOPBACK_WEBHOOKS=1 allows loopback in development)"))
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise UnsafeUrl(f"host {host} does not resolve")
-    return host, port, addresses
-
-
-# -- signing ------------------------------------------------------------------------------------
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-
-
-# -- one HTTP request -------------------------------------------------------------------------
-@dataclass
-class Result:
-    outcome: str                   # delivered | failed | gone | refused
-    status_code: int | None = None
-    error: str | None = None
-    duration_ms: int = 0
-    retry_after: float | None = None
-    response: str | None = None
-    sent: bool = False             # the request reached the receiver (it saw the person's data)
-
-
-class PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self):
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host, port, address, timeout, context):
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._address = address
-        self._ctx = context
-
-    def connect(self):
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, (when - now()).total_seconds()) if when.tzinfo else None
-
-
-def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float, allow_loopback: bool,
-         tls_context: ssl.SSLContext | None = None) -> Result:
-    """POST once, never following a redirect, within ``timeout`` seconds in all."""
-    started = time.perf_counter()
-
-    def took() -> int:
-        return int((time.perf_counter() - started) * 1000)
-
-    try:
-        host, port, addresses = resolve_safely(url, allow_loopback)
-    except UnsafeUrl as exc:
-        return Result("refused", error=f"refused: the URL {exc}", duration_ms=took())
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = parts.netloc.rsplit("@", 1)[-1]
-    conn = None
-    timer = None
-    sent = False
-    try:
-        last_error: Exception | None = None
-        for address in addresses:
-            remaining = timeout - (time.perf_counter() - started)
-            if remaining <= 0:
-                break
-            if parts.scheme == "https":
-                conn = PinnedHTTPSConnection(host, port, address, remaining, tls_context or ssl.create_default_context())
-            else:
-                conn = PinnedHTTPConnection(host, port, address, remaining)
-            try:
-                conn.connect()
-                break
-            except OSError as exc:
-                last_error = exc
-                conn.close()
-                conn = None
-        if conn is None:
-            raise last_error or TimeoutError("timed out")
-        # the socket's own timeout bounds each read; this bounds the whole exchange
-        sock = conn.sock
-        timer = threading.Timer(max(0.0, timeout - (time.perf_counter() - started)), _cut, (sock,))
-        timer.daemon = True
-        timer.start()
-        all_headers = {"Host": host_header, "User-Agent": USER_AGENT, "Content-Type": "application/json",
-                       "Content-Length": str(len(body)), "Connection": "close", **headers}
-        conn.putrequest("POST", path, skip_host=True, skip_accept_encoding=True)
-        for name, value in all_headers.items():
-            conn.putheader(name, value)
-        conn.endheaders(body)
-        sent = True
-        response = conn.getresponse()
-        answer = response.read(RESPONSE_KEPT).decode("utf-8", "replace")
-        status = response.status
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError("timed out")
-    except (socket.timeout, TimeoutError):
-        return Result("failed", error=f"timed out after {timeout:g}s", duration_ms=took(), sent=sent)
-    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-        if time.perf_counter() - started >= timeout:
-            return Result("failed", error=f"timed out after {timeout:g}s", duration_ms=took(), sent=sent)
-        reason = str(exc) or type(exc).__name__
-        return Result("failed", error=f"{type(exc).__name__}: {reason}"[:500], duration_ms=took(), sent=sent)
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if conn is not None:
-            conn.close()
-    duration = took()
-    if 200 <= status < 300:
-        return Result("delivered", status, duration_ms=duration, response=answer, sent=True)
-    if status == 410:
-        return Result("gone", status, error="the receiver answered 410 Gone", duration_ms=duration,
-                      response=answer, sent=True)
-    if 300 <= status < 400:
-        where = response.getheader("Location", "")
-        return Result("failed", status, error=f"redirect to {where or '?'} not followed"[:500],
-                      duration_ms=duration, response=answer, sent=True)
-    return Result("failed", status, error=f"the receiver answered {status}", duration_ms=duration,
-                  retry_after=retry_after_seconds(response.getheader("Retry-After")), response=answer,
-                  sent=True)
-
-
-def _cut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 # -- the dispatcher -----------------------------------------------------------------------------
@@ -596,7 +297,7 @@ class Dispatcher:
                 body = json.dumps(scrub_value(json.loads(body), hidden[row["subject"]]))
             headers, payload = {}, body.encode()
             if row["kind"] == "fhir":  # the event as a Subscriptions Backport IG notification Bundle
-                from .fhir.notifications import notification
+                from ..fhir.notifications import notification
                 headers, payload = notification(session, row, body, caller)
         timestamp = int(time.time())
         headers.update({"webhook-id": row["id"], "webhook-timestamp": str(timestamp),
