@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select, text
 
 from bodies import COURSE, notional_budget, plan_body
+from calls import if_match
 from coproduction.auth import ROLES
 from coproduction.nhs_number import with_check_digit
 from harness import Platform
@@ -366,7 +367,7 @@ def test_refused_writes_never_reach_the_service(world):
     ok(p.call("gp", "PUT", f"/v1/people/{d}/sharing", json={"withhold": {"social_care": ["budgets"]},
                                                              "on_behalf_of": "person"}))
     before = world.outboxes()
-    r = p.call("social_care", "POST", f"/v1/budgets/{budget['id']}/start-planning", headers={"If-Match": '"1"'},
+    r = p.call("social_care", "POST", f"/v1/budgets/{budget['id']}/start-planning", headers=if_match(1),
                json={})
     assert r.status_code == 403, r.text
     r = p.call("social_care", "POST", "/v1/budgets", json=notional_budget(d, plan["id"], 500, priorities=[]))

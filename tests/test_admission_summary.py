@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from bodies import AGREEMENT
+from calls import if_match
 from coproduction.events import dumps, iso, make_event
 from coproduction.nhs_number import with_check_digit
 from harness import wait_for
@@ -50,7 +51,7 @@ def load_story(p) -> dict:
                                                                 "unit": "mmol/mol"}}],
         "next_review_date": (TODAY + timedelta(days=100)).isoformat(),
         "care_coordinator": "Practice nurse J Okafor"}))
-    ok(p.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
+    ok(p.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers=if_match(1),
               json=AGREEMENT))
     doc = p.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
     ids = {x["text"]: x["id"] for x in doc["priorities"]}

@@ -17,6 +17,7 @@ from audit_checks import consistency_holds, head_signed, inclusion_holds, leaf_h
 from bodies import plan_body, priority
 from coproduction.auth import Caller
 from harness import ROOT, wait_for
+from stored import count_rows
 
 NHS = "9434765919"
 PLAN = plan_body(NHS, priority("Keep my allotment going", "learning_and_hobbies"))
@@ -30,11 +31,7 @@ def cli(platform, *argv, env=None):
 
 def records(platform) -> int:
     from gateway.models import audit_log
-    db = platform.database("gateway")
-    with db.session() as s:
-        n = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
-    db.dispose()
-    return n
+    return count_rows(platform, "gateway", audit_log)
 
 
 def head_covering(platform, n: int, role: str = "admin") -> dict:

@@ -19,6 +19,7 @@ import requests
 from sqlalchemy import select
 
 from harness import PG_URL, free_port, wait_for
+from stored import count_rows
 
 NHS = "9434765919"
 READERS = 6
@@ -114,12 +115,7 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
 
 def records(platform) -> int:
     from gateway.models import audit_log
-    from sqlalchemy import func
-    db = platform.database("gateway")
-    with db.session() as s:
-        count = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
-    db.dispose()
-    return count
+    return count_rows(platform, "gateway", audit_log)
 
 
 def sequenced(platform) -> int:

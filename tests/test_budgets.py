@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bodies import gym_budget, plan_body, priority
-from calls import create_plan
+from calls import create_plan, if_match
 from nhs import new_nhs
 
 
@@ -36,7 +36,7 @@ def budget_body(nhs: str, plan_id: str, **overrides) -> dict:
 
 
 def write(platform, method: str, path: str, version: int, **kwargs):
-    return platform.call("social_care", method, path, headers={"If-Match": f'"{version}"'}, **kwargs)
+    return platform.call("social_care", method, path, headers=if_match(version), **kwargs)
 
 
 def test_a_budget_lives_its_whole_life_and_every_change_says_what_changed(platform):

@@ -1,7 +1,6 @@
 """Issue 2's promises: nothing lost, nothing applied twice, bad events set aside with their reason."""
 from __future__ import annotations
 
-import json
 import uuid
 
 import pika
@@ -15,6 +14,7 @@ from coproduction.service import load
 from faults import TcpProxy
 from harness import AMQP_URL, wait_for
 from nhs import numbered
+from partial import web_only
 
 import services.plans.events  # noqa: F401  registers the plan event schemas
 
@@ -55,12 +55,8 @@ class CrashAfterPublish(Publisher):
 
 def test_relay_crash_between_publish_and_commit_delivers_once(make_platform):
     from coproduction.outbox import Relay
-    platform = make_platform()
-    platform.migrate()
+    platform = web_only(make_platform())
     platform.start_consumer()
-    platform.start_web("plans")
-    platform.start_web("gateway")
-    platform.create_clients()
     people = [nhs(i) for i in range(5)]
     for number in people:
         assert platform.call("gp", "POST", "/v1/plans", json=plan_body(number)).status_code == 201
@@ -84,12 +80,8 @@ def test_relay_crash_between_publish_and_commit_delivers_once(make_platform):
 
 
 def test_relay_process_killed_mid_stream_loses_and_doubles_nothing(make_platform):
-    platform = make_platform()
-    platform.migrate()
+    platform = web_only(make_platform())
     platform.start_consumer()
-    platform.start_web("plans")
-    platform.start_web("gateway")
-    platform.create_clients()
     total = 200
     for i in range(total):
         assert platform.call("gp", "POST", "/v1/plans", json=plan_body(nhs(i))).status_code == 201

@@ -18,7 +18,7 @@ from fhir.resources.R4B.bundle import Bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calls import create_plan
+from calls import create_plan, if_match
 from coproduction.events import EXPRESSED_BY, PRIORITY_CATEGORIES, PRIORITY_STATUSES, iso
 from coproduction.nhs_number import with_check_digit
 from harness import wait_for
@@ -300,7 +300,7 @@ def test_a_plans_fhir_validates_and_round_trips(platform):
 def test_the_persons_bundle_validates_and_holds_every_plan(platform):
     nhs = new_nhs()
     first = make_plan(platform, nhs)
-    r = platform.call("gp", "POST", f"/v1/plans/{first['id']}/close", headers={"If-Match": '"2"'},
+    r = platform.call("gp", "POST", f"/v1/plans/{first['id']}/close", headers=if_match(2),
                       json={"reason": "Replaced at annual review"})
     assert r.status_code == 200, r.text
     first = r.json()

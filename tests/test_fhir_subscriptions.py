@@ -10,6 +10,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from bodies import notional_budget
+from calls import if_match
 from harness import wait_for
 from nhs import new_nhs
 from oauth_client import access_token, new_key, register
@@ -56,7 +57,7 @@ def make_budget(platform, nhs: str) -> tuple[str, int]:
 
 
 def change_budget(platform, budget_id: str, version: int, pence: int) -> int:
-    r = platform.call("social_care", "PATCH", f"/v1/budgets/{budget_id}", headers={"If-Match": f'"{version}"'},
+    r = platform.call("social_care", "PATCH", f"/v1/budgets/{budget_id}", headers=if_match(version),
                       json={"annual_pence": pence, "holdings": [{"type": "notional", "pence": pence}]})
     assert r.status_code == 200, r.text
     return r.json()["version"]

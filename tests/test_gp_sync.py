@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calls import agree
+from calls import agree, if_match
 from harness import ROOT, wait_for
 from nhs import new_nhs
 
@@ -142,7 +142,7 @@ def test_paging_the_feed_while_writes_continue_gets_every_change_once_in_order(p
                         plan = agree(platform, plan)
                     else:
                         r = platform.call("gp", "PATCH", f"/v1/plans/{plan['id']}",
-                                          headers={"If-Match": f'"{plan["version"]}"'},
+                                          headers=if_match(plan["version"]),
                                           json={"conditions": plan["conditions"] + [f"c{len(plan['conditions'])}"]})
                         assert r.status_code == 200, r.text
                         plan = r.json()
@@ -200,7 +200,7 @@ def test_the_feed_filters_respects_consent_and_refuses_what_it_did_not_give(plat
     _, start = read_feed(platform)
     shared, private = new_nhs(), new_nhs()
     plans = {nhs: agree(platform, create(platform, nhs)) for nhs in (shared, private)}
-    r = platform.call("gp", "POST", f"/v1/plans/{plans[shared]['id']}/hold", headers={"If-Match": '"2"'},
+    r = platform.call("gp", "POST", f"/v1/plans/{plans[shared]['id']}/hold", headers=if_match(2),
                       json={"reason": "Admitted to hospital"})
     assert r.status_code == 200, r.text
     wait_for(lambda: len(read_feed(platform, after=start)[0]) == 5, message="five changes in the feed")
@@ -276,7 +276,7 @@ def test_the_example_gp_client_pulls_from_its_cursor_and_pushes_with_if_match(pl
     assert [line for line in lines if "pulled" in line] == []
 
     # a change made elsewhere is pulled, then the GP's own change is pushed on top of it
-    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"2"'},
+    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers=if_match(2),
                       json={"conditions": ["type 2 diabetes", "hypertension"]})
     assert r.status_code == 200, r.text
     wait_for(lambda: any(e["aggregateversion"] == 3 for e in read_feed(platform, f"/v1/people/{nhs}/changes", role="gp_a")[0]),
@@ -288,7 +288,7 @@ def test_the_example_gp_client_pulls_from_its_cursor_and_pushes_with_if_match(pl
     assert [line for line in lines if "pushed" in line] == [{"pushed": pid, "version": 4, "retries": 0}]
 
     # a stale local copy: the push gets 412, re-reads and lands on top, and both changes stay
-    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"4"'},
+    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers=if_match(4),
                       json={"actions": [{"text": "Walk 20 minutes after lunch", "owner": "person"}]})
     assert r.status_code == 200, r.text
     lines = run_example(platform, state, "--no-pull", "--revise", pid,

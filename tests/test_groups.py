@@ -7,14 +7,13 @@ exist, confidence 11) are clear 409/422s and store nothing.
 """
 from __future__ import annotations
 
-import threading
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from bodies import AGREEMENT, COURSE
-from calls import expect
+from calls import expect, if_match, race
 from harness import wait_for
 from nhs import new_nhs
 from services.groups.models import default_min_sessions, min_of_six_from_env
@@ -32,7 +31,7 @@ def create_course(p, **overrides) -> dict:
 
 def start(p, course) -> dict:
     return expect(p.call("community", "POST", f"/v1/courses/{course['id']}/start",
-                     headers={"If-Match": f'"{course["version"]}"'}))
+                     headers=if_match(course["version"])))
 
 
 def enrol(p, course, nhs, expected=201, **body):
@@ -43,7 +42,7 @@ def enrol(p, course, nhs, expected=201, **body):
 
 def act(p, enrolment, path, body=None, status=200, version=None):
     r = p.call("community", "POST", f"/v1/enrolments/{enrolment['id']}/{path}", json=body or {},
-               headers={"If-Match": f'"{version or enrolment["version"]}"'})
+               headers=if_match(version or enrolment["version"]))
     return expect(r, status)
 
 
@@ -125,7 +124,7 @@ def test_enrol_attend_plan_and_complete_by_the_rule_each_showing_in_the_portfoli
         "nhs_number": nhs, "conditions": ["type 2 diabetes"],
         "priorities": [{"text": "Walk my grandson to school", "category": "physical_activity", "rank": 1},
                        {"text": "Feel less lonely", "category": "social_connection", "rank": 2}]}), 201)
-    expect(gp.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
+    expect(gp.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers=if_match(1),
                json=AGREEMENT))
     walk_id = next(p["id"] for p in plan["priorities"] if p["text"].startswith("Walk"))
     lonely_id = next(p["id"] for p in plan["priorities"] if p["text"].startswith("Feel"))
@@ -186,7 +185,7 @@ def test_enrol_attend_plan_and_complete_by_the_rule_each_showing_in_the_portfoli
 
     # completed is final
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/withdraw", json={"reason": "x"},
-                headers={"If-Match": '"10"'})
+                headers=if_match(10))
     assert r.status_code == 409 and "final" in r.json()["detail"]
 
 
@@ -203,10 +202,10 @@ def test_finishing_a_course_settles_every_open_enrolment_by_the_rule(gp):
     assert e_done["status"] == "active", "session 4 is not on record yet"
 
     course = expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))
-    r = gp.call("community", "POST", f"/v1/courses/{course['id']}/finish", headers={"If-Match": '"1"'})
+    r = gp.call("community", "POST", f"/v1/courses/{course['id']}/finish", headers=if_match(1))
     assert r.status_code == 412
     finished = expect(gp.call("community", "POST", f"/v1/courses/{course['id']}/finish",
-                          headers={"If-Match": f'"{course["version"]}"'}))
+                          headers=if_match(course["version"])))
     assert finished["status"] == "finished"
 
     g = shows(gp, done, e_done["id"], lambda g: g["status"] == "completed")
@@ -243,7 +242,7 @@ def test_withdrawal_shows_in_the_portfolio_and_frees_the_place(gp):
 
     for path, body in (("withdraw", {"reason": "again"}), ("attendance", {"session_no": 2, "attended": True})):
         r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/{path}", json=body,
-                    headers={"If-Match": f'"{e["version"]}"'})
+                    headers=if_match(e["version"]))
         assert r.status_code == 409, r.text
     # the place is free again: someone else, or the same person later, can take it
     other_e = enrol(gp, course, other, referral_source="self")
@@ -259,7 +258,7 @@ def test_a_referral_must_be_confirmed_before_attendance(gp):
     e = enrol(gp, course, nhs, status="referred", referral_source="budget")
     shows(gp, nhs, e["id"], lambda g: g["status"] == "referred" and g["in_progress"])
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 1, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 409 and "confirm" in r.json()["detail"]
     e = act(gp, e, "confirm")
     assert e["status"] == "enrolled" and e["version"] == 2
@@ -271,10 +270,10 @@ def test_cancelling_a_course_withdraws_its_people_with_the_reason(gp):
     course = create_course(gp)
     e = enrol(gp, course, nhs)
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 1, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 409 and "start it first" in r.json()["detail"]
     cancelled = expect(gp.call("community", "POST", f"/v1/courses/{course['id']}/cancel", json={"reason": "Tutor ill"},
-                           headers={"If-Match": '"1"'}))
+                           headers=if_match(1)))
     assert cancelled["status"] == "cancelled" and cancelled["status_reason"] == "Tutor ill"
     g = shows(gp, nhs, e["id"], lambda g: g["status"] == "withdrawn")
     assert g["reason"] == "The course was cancelled: Tutor ill"
@@ -299,26 +298,26 @@ def test_refusals_are_clear_and_store_nothing(gp):
     assert r.status_code == 409 and "already enrolled" in r.json()["detail"] and e["id"] in r.json()["detail"]
 
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 7, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 422 and "session 7 does not exist" in r.json()["errors"]["session_no"][0]
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 0, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 422 and "session_no" in r.json()["errors"]
 
     plan = {"week": 1, "what": "walk", "how_much": "15 minutes", "when": "after lunch", "how_often": "5 days",
             "confidence": 11}
-    r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=plan, headers={"If-Match": '"1"'})
+    r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=plan, headers=if_match(1))
     assert r.status_code == 422 and list(r.json()["errors"]) == ["confidence"]
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=dict(plan, confidence=5, week=7),
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 422 and "week" in r.json()["errors"]
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=dict(plan, confidence=5),
-                headers={"If-Match": '"0"'})
+                headers=if_match(0))
     assert r.status_code == 412
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 1, "attended": True})
     assert r.status_code == 428
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance",
-                json={"session_no": 1, "attended": True, "mood": "good"}, headers={"If-Match": '"1"'})
+                json={"session_no": 1, "attended": True, "mood": "good"}, headers=if_match(1))
     assert r.status_code == 422 and "mood" in r.json()["errors"]
     r = gp.call("community", "POST", f"/v1/courses/{course['id']}/enrolments",
                 json={"nhs_number": "9434765918", "referral_source": "friend"})
@@ -334,26 +333,10 @@ def test_refusals_are_clear_and_store_nothing(gp):
     assert gp.call("community", "GET", "/v1/enrolments").status_code == 422
 
 
-def _race(p, n, call):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        barrier.wait()
-        results[i] = call(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
 def test_capacity_and_one_place_per_person_hold_under_concurrency(gp):
     course = start(gp, create_course(gp, capacity=3, title="Race for places"))
     people = [new_nhs() for _ in range(10)]
-    codes = _race(gp, 10, lambda i: gp.call(
+    codes = race(10, lambda i: gp.call(
         "community", "POST", f"/v1/courses/{course['id']}/enrolments",
         json={"nhs_number": people[i], "referral_source": "self"}).status_code)
     assert sorted(codes) == [201] * 3 + [409] * 7, codes
@@ -361,7 +344,7 @@ def test_capacity_and_one_place_per_person_hold_under_concurrency(gp):
 
     same = new_nhs()
     course2 = start(gp, create_course(gp, title="Race for one person"))
-    codes = _race(gp, 6, lambda i: gp.call(
+    codes = race(6, lambda i: gp.call(
         "community", "POST", f"/v1/courses/{course2['id']}/enrolments",
         json={"nhs_number": same, "referral_source": "self"}).status_code)
     assert sorted(codes) == [201] + [409] * 5, codes
@@ -369,7 +352,7 @@ def test_capacity_and_one_place_per_person_hold_under_concurrency(gp):
 
     # retries of one request (same Idempotency-Key) racing each other all get the one enrolment
     retried = new_nhs()
-    answers = _race(gp, 4, lambda i: gp.call(
+    answers = race(4, lambda i: gp.call(
         "community", "POST", f"/v1/courses/{course2['id']}/enrolments", headers={"Idempotency-Key": "enrol-" + retried},
         json={"nhs_number": retried, "referral_source": "gp"}))
     assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]

@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bodies import gym_budget, plan_body, priority
-from calls import create_plan
+from calls import create_plan, if_match
 from gateway import clients
 from gateway.webhooks.config import DeliveryConfig
 from gateway.webhooks.dispatcher import Dispatcher
@@ -287,7 +287,7 @@ def test_a_budget_created_agreed_and_changed_reaches_social_care_as_signed_webho
 
     def write(path, version, body, method="POST"):
         r = platform.call("social_care", method, f"/v1/budgets/{bid}{path}", json=body,
-                          headers={"If-Match": f'"{version}"'})
+                          headers=if_match(version))
         assert r.status_code == 200, r.text
     write("/start-planning", 1, {"care_coordinator": "Jo Smith"})
     write("/agree", 2, {"agreed_by": "Jo Smith", "person_agreed": True})
