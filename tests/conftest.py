@@ -1,11 +1,10 @@
 """The suite runs against real RabbitMQ and PostgreSQL: it fails loudly, never skips, without them."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from harness import Platform
+from infra import port_open
 
 HOW_TO_START = {
     "PostgreSQL (127.0.0.1:5432)": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
@@ -15,16 +14,8 @@ HOW_TO_START = {
 PORTS = {"PostgreSQL (127.0.0.1:5432)": 5432, "RabbitMQ (127.0.0.1:5672)": 5672, "Redis (127.0.0.1:6379)": 6379}
 
 
-def _reachable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
 def pytest_sessionstart(session):
-    missing = [name for name, port in PORTS.items() if not _reachable(port)]
+    missing = [name for name, port in PORTS.items() if not port_open(port, timeout=2)]
     if missing:
         lines = "\n".join(f"  {m}: start it with `{HOW_TO_START[m]}`" for m in missing)
         pytest.exit(f"The suite needs real services that are not running:\n{lines}\n"
