@@ -20,11 +20,10 @@ from fhirpy.base.exceptions import MultipleResourcesFound, OperationOutcome as F
 
 from harness import wait_for
 from nhs import new_nhs
-from oauth_client import access_token, new_key, register
+from oauth_client import FHIR, access_token, bearer, fhir_request, new_key, register
 from test_fhir import (ACTIVITY_STATUS, CAREPLAN_INTENT, CAREPLAN_STATUS, GOAL_LIFECYCLE_CODES, ISSUE_SEVERITY,
                        OBSERVATION_STATUS)
 
-FHIR = "/fhir/R4"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 IN_A_YEAR = (date.today() + timedelta(days=365)).isoformat()
 REQUIRED = {"CarePlan": lambda r: r["status"] in CAREPLAN_STATUS and r["intent"] in CAREPLAN_INTENT
@@ -76,10 +75,7 @@ def fhir_client(platform, who: str = "gp", **headers) -> SyncFHIRClient:
 
 
 def call(platform, method: str, path: str, who: str | None = "gp", **kwargs) -> requests.Response:
-    headers = kwargs.pop("headers", {})
-    if who:
-        headers["Authorization"] = f"Bearer {token(platform, who)}"
-    return requests.request(method, platform.url + FHIR + path, headers=headers, timeout=30, **kwargs)
+    return fhir_request(platform, who and token(platform, who), method, path, **kwargs)
 
 
 def care_plan(nhs: str, **extra) -> dict:
@@ -209,7 +205,7 @@ def test_everything_and_summary_validate_and_leave_out_what_is_withheld(platform
     r = platform.call("admin", "PUT", f"/v1/people/{nhs}/sharing", json={"withhold": {"hospital": ["plans"]}})
     assert r.status_code == 200, r.text
     r = requests.post(f"{platform.url}/v1/people/{nhs}/relationships", timeout=30,
-                      headers={"Authorization": f"Bearer {token(platform, 'hospital')}"},
+                      headers=bearer(token(platform, "hospital")),
                       json={"kind": "admission", "reason": "Admitted through the emergency department",
                             "encounter_id": "A1"})
     assert r.status_code == 201, r.text

@@ -13,11 +13,10 @@ from bodies import notional_budget
 from calls import if_match
 from harness import wait_for
 from nhs import new_nhs
-from oauth_client import access_token, new_key, register
+from oauth_client import FHIR, access_token, bearer, fhir_request, new_key, register
 from test_fhir_api import valid
 from test_webhooks import Receiver, make_plan, start_dispatcher
 
-FHIR = "/fhir/R4"
 TOPIC = "https://coproduction.example.org/fhir/SubscriptionTopic/budget-changes"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 
@@ -32,9 +31,8 @@ def platform(make_module_platform):
 
 
 def fhir(platform, method: str, path: str, **kwargs) -> requests.Response:
-    bearer = access_token(platform, platform.client, platform.key)["access_token"]
-    headers = {"Authorization": f"Bearer {bearer}", **kwargs.pop("headers", {})}
-    return requests.request(method, platform.url + FHIR + path, headers=headers, timeout=30, **kwargs)
+    return fhir_request(platform, access_token(platform, platform.client, platform.key)["access_token"], method, path,
+                        **kwargs)
 
 
 def subscription(endpoint: str, nhs: str) -> dict:
@@ -129,7 +127,7 @@ def test_a_budget_change_arrives_as_a_backport_notification_and_events_replays_w
 
         # another client cannot see it; a subscription to a topic it may not read is refused
         r = requests.get(platform.url + FHIR + f"/Subscription/{sub_id}/$events", timeout=30,
-                         headers={"Authorization": f"Bearer {platform.tokens['admin']}"})
+                         headers=bearer(platform.tokens["admin"]))
         assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
         bad = subscription(receiver.url(), nhs)
         bad["criteria"] = "https://example.org/nope"

@@ -30,6 +30,7 @@ from gateway.models import change_log, sharing
 from gateway.webhooks.models import webhook_attempts, webhook_deliveries, webhook_subscriptions
 from harness import ThreadServer, free_port, wait_for
 from nhs import new_nhs
+from oauth_client import bearer
 
 FAST = [0.05, 0.1, 0.2] + [0.3] * 200  # never used up while a test keeps the receiver down
 
@@ -356,7 +357,7 @@ def test_a_client_sees_and_manages_only_its_own_subscriptions(platform, receiver
     db = platform.database("gateway")
     _id, other = clients.create(db, "another council", "ORG2", "social_care")
     db.dispose()
-    them = {"Authorization": f"Bearer {other}"}
+    them = bearer(other)
     assert platform.call(None, "GET", f"/v1/subscriptions/{sub['id']}", headers=them).status_code == 404
     assert platform.call(None, "GET", f"/v1/subscriptions/{sub['id']}/deliveries", headers=them).status_code == 404
     assert platform.call(None, "POST", f"/v1/subscriptions/{sub['id']}/replay", json={},
@@ -637,7 +638,7 @@ def test_callback_urls_inside_the_network_are_refused_at_registration(platform):
     port = free_port()
     server = ThreadServer(create_app(settings), port)
     try:
-        headers = {"Authorization": f"Bearer {platform.tokens['social_care']}"}
+        headers = bearer(platform.tokens["social_care"])
         for url in REFUSED_EVERYWHERE + LOOPBACK:
             r = platform.http.post(f"http://127.0.0.1:{port}/v1/subscriptions", headers=headers,
                                    json={"url": url, "types": ["plan.*"]}, timeout=30)
@@ -676,7 +677,7 @@ def test_bad_subscription_requests(platform, receiver):
     _id, token = clients.create(db, "budgets only", "ORG3", "social_care", without=["plans:read"])
     db.dispose()
     r = platform.call(None, "POST", "/v1/subscriptions", json={"url": receiver.url(), "types": ["plan.*"]},
-                      headers={"Authorization": f"Bearer {token}"})
+                      headers=bearer(token))
     assert r.status_code == 403 and "plans:read" in r.json()["detail"]
     assert platform.call("social_care", "GET", "/v1/subscriptions").json()["items"] == []
     # Idempotency-Key: the same answer, one subscription
