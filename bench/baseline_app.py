@@ -3,6 +3,9 @@
 - ``GET /docs/<key>``: one JSON document read from one indexed PostgreSQL row (jsonb), returned as
   it is: the baseline of every gateway read. The bench fills the table with copies of the very
   documents the gateway returns, so both send the same bytes.
+- ``GET /audited/<key>``: what an audited read must do and no more: the same indexed read and one
+  row appended to an ``audit_log`` shaped like the gateway's (gateway/models.py), committed in one
+  transaction before the answer: the baseline of every audited gateway read (issue 18).
 - ``POST /items``: one row inserted and committed, its id returned: the baseline of a write.
 
 Served by gunicorn with the same settings as the platform (``coproduction.web``: sync workers).
@@ -12,12 +15,15 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime, timezone
 
 import psycopg
 from flask import Flask, abort, jsonify, request
 
 SCHEMA = os.environ.get("BASELINE_SCHEMA", "bench_baseline")
 URL = os.environ.get("BASELINE_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
+
+CLIENT_ID = str(uuid.uuid4())  # the one caller the audit rows name
 
 app = Flask("baseline")
 app.json.sort_keys = False
@@ -38,11 +44,39 @@ def create_schema(url: str = URL, schema: str = SCHEMA) -> None:
         c.execute(f'CREATE TABLE IF NOT EXISTS "{schema}".docs (key text PRIMARY KEY, document jsonb NOT NULL)')
         c.execute(f'CREATE TABLE IF NOT EXISTS "{schema}".items (id uuid PRIMARY KEY, key text NOT NULL, '
                   'body jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())')
+        c.execute(f'CREATE TABLE IF NOT EXISTS "{schema}".audit_log (id bigserial PRIMARY KEY, '
+                  'at varchar(40) NOT NULL, client_id varchar(36), client_name varchar(200), org varchar(20), '
+                  'role varchar(20), scope varchar(40), nhs_number varchar(10), action varchar(20) NOT NULL, '
+                  'resource varchar(300) NOT NULL, purpose varchar(200) NOT NULL, outcome varchar(20) NOT NULL, '
+                  'status integer NOT NULL, initiative varchar(20), break_glass boolean NOT NULL, '
+                  'relationship varchar(40), leaf_index bigint)')
+        c.execute(f'CREATE INDEX IF NOT EXISTS ix_audit_log_person ON "{schema}".audit_log (nhs_number, id)')
+        c.execute(f'CREATE INDEX IF NOT EXISTS ix_audit_log_unsequenced ON "{schema}".audit_log (id) '
+                  'WHERE leaf_index IS NULL')
 
 
 @app.get("/docs/<key>")
 def get_doc(key):
     row = conn().execute("SELECT document FROM docs WHERE key = %s", (key,)).fetchone()
+    if row is None:
+        abort(404)
+    return jsonify(row[0])
+
+
+AUDIT_ROW = ("INSERT INTO audit_log (at, client_id, client_name, org, role, scope, nhs_number, action, "
+             "resource, purpose, outcome, status, break_glass, relationship) VALUES (%s, %s, 'bench hospital', "
+             "'BENCH1', 'hospital', 'portfolio:read', %s, 'read', %s, 'direct care', 'permitted', 200, false, "
+             "'admission')")
+
+
+@app.get("/audited/<key>")
+def get_audited_doc(key):
+    """The read and its audit row in one transaction, committed before the answer is sent."""
+    c = conn()
+    with c.transaction():
+        row = c.execute("SELECT document FROM docs WHERE key = %s", (key,)).fetchone()
+        at = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        c.execute(AUDIT_ROW, (at, CLIENT_ID, key, request.path))
     if row is None:
         abort(404)
     return jsonify(row[0])

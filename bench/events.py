@@ -1,4 +1,4 @@
-"""Step 4, the relay and the consumer, each against raw kombu; and the rebuild of the projection."""
+"""Step 5, the relay and the consumer, each against raw kombu; and the rebuild of the projection."""
 from __future__ import annotations
 
 import subprocess
@@ -61,7 +61,7 @@ def _consumer_rate(ctx: Context, before: int, n: int) -> float:
 
 def relay_and_consumer(ctx: Context) -> None:
     n, platform = ctx.args.events, ctx.platform
-    log(f"4. relay and consumer: {n} plan.created events committed in one transaction while the "
+    log(f"5. relay and consumer: {n} plan.created events committed in one transaction while the "
         "consumer is stopped")
     platform.stop("gateway-consumer")
     before = platform.projected()

@@ -4,11 +4,20 @@ moves (issue 16: one launcher for ``coproduction run``, the tests and the bench)
 from __future__ import annotations
 
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
+import requests
+
 #: the clients the bench calls the gateway as
 ROLES = ("hospital", "gp", "admin")
+#: the organisation of every bench client: the hospital's admissions hold for its OAuth client too
+ORG = "BENCH1"
+#: what the OAuth reads need: the JSON portfolio, and CarePlan read and search (docs/fhir.md)
+OAUTH_SCOPE = "portfolio:read system/CarePlan.rs"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def command(*argv: str) -> list[str]:
@@ -20,17 +29,18 @@ def development_secrets(var: Path) -> dict[str, str]:
     """The secrets and signing keys ``coproduction run`` makes for development, made afresh under var."""
     from coproduction import secrets
     from coproduction.run import DEV_SECRETS
-    from gateway import audit_keys
+    from gateway.audit import keys as audit_keys
     return {**secrets.development(var, DEV_SECRETS), **audit_keys.development_key(var),
             **secrets.development_signing_key(var)}
 
 
-def launch(services: list[str], spawn: Callable[[str, list[str], str | None], object]) -> dict[str, str]:
+def launch(services: list[str], spawn: Callable[..., object], web_name: str) -> dict[str, str]:
     """Start the platform as ``coproduction run`` does; return one client's token per role.
 
-    Every schema is migrated, then ``spawn(label, argv, name of the port it serves on)`` starts each
-    process: the web processes, the relays, the consumer and the webhook dispatcher. Not the audit
-    sequencer: the bench's figures have always been measured without it.
+    Every schema is migrated, then ``spawn(label, argv, name of the port it serves on, env)`` starts
+    each process: the web processes, the relays, the consumer, the webhook dispatcher and the audit
+    sequencer (with the gateway's audit signing key, from the development secrets). The gateway's
+    web backends are named ``web_name`` in PostgreSQL (``PGAPPNAME``), so their locks can be told apart.
     """
     from coproduction.config import Settings
     from coproduction.web import migrate
@@ -40,16 +50,56 @@ def launch(services: list[str], spawn: Callable[[str, list[str], str | None], ob
         migrate(name)
     db = database(Settings.from_env("gateway"))
     try:
-        tokens = {role: clients.create(db, f"bench {role}", "BENCH1", role)[1] for role in ROLES}
+        tokens = {role: clients.create(db, f"bench {role}", ORG, role)[1] for role in ROLES}
     finally:
         db.dispose()
     for name in services:
         spawn(f"{name}-web", command("serve", name), name)
         spawn(f"{name}-relay", command("relay", name), None)
-    spawn("gateway-web", command("serve", "gateway"), "gateway")
+    spawn_gateway_web("gateway-web", "gateway", spawn, web_name)
     spawn("gateway-consumer", command("consume"), None)
     spawn("gateway-deliver", command("deliver"), None)
+    spawn("gateway-audit-sequencer", command("audit", "sequence"), None)
     return tokens
+
+
+def spawn_gateway_web(label: str, port_of: str, spawn: Callable[..., object], web_name: str) -> None:
+    """One gateway web process (``coproduction serve gateway``), its backends named web_name."""
+    spawn(label, command("serve", "gateway"), port_of, {"PGAPPNAME": web_name})
+
+
+class OAuthClient:
+    """A SMART Backend Services client of the hospital's organisation (docs/auth.md): an ES384 key
+    registered as its JWK Set, and access tokens got at ``/oauth2/token`` with a signed assertion."""
+
+    def __init__(self, gateway: str):
+        from joserfc.jwk import ECKey
+        from coproduction.config import Settings
+        from gateway import client_keys, clients
+        from gateway.app import database
+        self.token_url = gateway + "/oauth2/token"
+        self.key = ECKey.generate_key("P-384", parameters={"kid": "bench-" + uuid.uuid4().hex[:8],
+                                                           "use": "sig", "alg": "ES384"})
+        jwks = client_keys.public_jwks({"keys": [self.key.as_dict(private=False)]})
+        db = database(Settings.from_env("gateway"))
+        try:
+            self.client_id = clients.register(db, "bench hospital (OAuth)", ORG, "hospital", jwks=jwks)
+        finally:
+            db.dispose()
+
+    def access_token(self, scope: str = OAUTH_SCOPE) -> str:
+        """A fresh access token (each lives OAUTH_TOKEN_LIFETIME, 300 s by default)."""
+        from joserfc import jwt
+        now = int(time.time())
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.token_url, "iat": now,
+                  "exp": now + 240, "jti": uuid.uuid4().hex}
+        assertion = jwt.encode({"alg": "ES384", "kid": self.key.kid}, claims, self.key, algorithms=["ES384"])
+        r = requests.post(self.token_url, data={"grant_type": "client_credentials", "scope": scope,
+                                                "client_assertion_type": ASSERTION_TYPE,
+                                                "client_assertion": assertion}, timeout=10)
+        if r.status_code != 200:
+            raise RuntimeError(f"POST /oauth2/token answered {r.status_code}: {r.text[:300]}")
+        return r.json()["access_token"]
 
 
 def nhs_numbers(count: int, start: int = 0) -> list[str]:

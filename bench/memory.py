@@ -1,4 +1,4 @@
-"""Step 5: the resident memory of every web and worker process after the load."""
+"""Step 6: the resident memory of every web and worker process after the load."""
 from __future__ import annotations
 
 import subprocess
@@ -35,4 +35,4 @@ def measure(ctx: Context) -> None:
                 rows.append({"process": label + (f" {role}" if role else ""), "pid": pid, "rss_mb": rss})
     ctx.results["memory"] = rows
     worst = max(rows, key=lambda r: r["rss_mb"])
-    log(f"5. memory after the load: {len(rows)} processes, largest {worst['process']} {worst['rss_mb']:.0f} MB")
+    log(f"6. memory after the load: {len(rows)} processes, largest {worst['process']} {worst['rss_mb']:.0f} MB")

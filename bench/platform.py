@@ -45,10 +45,12 @@ class Platform:
         self.tag = "bench" + uuid.uuid4().hex[:8]
         self.var = Path(tempfile.mkdtemp(prefix=self.tag + "-"))
         self.services = list(DOMAIN_SERVICES)
-        self.ports = {name: free_port() for name in ("gateway", *self.services, "baseline")}
+        self.ports = {name: free_port() for name in ("gateway", "gateway-2", *self.services, "baseline")}
         self.gateway = f"http://127.0.0.1:{self.ports['gateway']}"
         self.baseline = f"http://127.0.0.1:{self.ports['baseline']}"
         self.baseline_schema = self.tag + "_baseline"
+        #: the application_name of every gateway web backend in PostgreSQL (the lock sampler's key)
+        self.web_name = self.tag + "-web"
         settings = {
             "DATABASE_URL": PG_URL, "DB_SCHEMA_PREFIX": self.tag + "_",
             "BROKER_URL": AMQP_URL, "BUS_PREFIX": self.tag + ".",
@@ -56,6 +58,9 @@ class Platform:
             # the bench's clients use static tokens, as the history of its figures did
             "ALLOW_STATIC_TOKENS": "1",
             "RATE_LIMIT": "100000000 per minute", "WEB_WORKERS": str(workers),
+            # counted in Redis as in compose: the gateway then runs sync workers like every other
+            # web process (with counts in memory it would be one process of threads)
+            "RATE_LIMIT_STORAGE_URI": os.environ.get("BENCH_RATE_LIMIT_STORAGE_URI", "redis://127.0.0.1:6379/0"),
             "BASELINE_DATABASE_URL": PG_URL, "BASELINE_SCHEMA": self.baseline_schema,
             "PYTHONUNBUFFERED": "1",
             **{f"{name.upper()}_URL": f"http://127.0.0.1:{self.ports[name]}" for name in ("gateway", *self.services)},
@@ -64,11 +69,13 @@ class Platform:
         os.environ.update(settings)  # the migrations and the clients are made in this process
         self.procs: dict[str, subprocess.Popen] = {}
         self.tokens: dict[str, str] = {}
+        self.oauth: launcher.OAuthClient | None = None
 
     # processes ----------------------------------------------------------------------------------
-    def spawn(self, label: str, argv: list[str], port_of: str | None = None) -> subprocess.Popen:
+    def spawn(self, label: str, argv: list[str], port_of: str | None = None,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start argv in a session of its own, logging to var/<label>.log, serving on port_of's port."""
-        env = dict(self.env)
+        env = {**self.env, **(extra_env or {})}
         if port_of:
             env["PORT"] = str(self.ports[port_of])
         out = open(self.var / f"{label}.log", "ab")
@@ -139,7 +146,7 @@ class Platform:
 
     # start and clean up -------------------------------------------------------------------------
     def start(self) -> None:
-        self.tokens = launcher.launch(self.services, self.spawn)
+        self.tokens = launcher.launch(self.services, self.spawn, self.web_name)
         from bench.baseline_app import create_schema
         create_schema(PG_URL, self.baseline_schema)
         self.spawn("baseline-web", [sys.executable, "-m", "bench.baseline_app", "--port",
@@ -148,8 +155,9 @@ class Platform:
             url = f"http://127.0.0.1:{self.ports[name]}/healthz"
             wait_until(lambda: requests.get(url, timeout=2).ok, 60, f"{name} web")
         self.check_alive()
-        log(f"platform up: gateway :{self.ports['gateway']}, {', '.join(self.services)}, relays, consumer; "
-            f"baseline :{self.ports['baseline']} ({self.workers} sync workers each)")
+        self.oauth = launcher.OAuthClient(self.gateway)
+        log(f"platform up: gateway :{self.ports['gateway']}, {', '.join(self.services)}, relays, consumer, "
+            f"audit sequencer; baseline :{self.ports['baseline']} ({self.workers} sync workers each)")
 
     def cleanup(self) -> None:
         for label in list(self.procs):

@@ -1,4 +1,6 @@
-"""Step 2: reads at 16 connections, the bare endpoint, the portfolio and the admission summary.
+"""Step 2: reads at 16 connections: the bare endpoint, the bare audited endpoint, the portfolio, the
+admission summary, and with an OAuth access token the portfolio again and the FHIR CarePlan search
+and read.
 
 Rounds are interleaved and the best round of each target is kept: the one least disturbed by
 whatever else runs on the machine.
@@ -14,8 +16,14 @@ from .context import Context
 from .platform import PG_URL
 from .timing import log
 
-PATHS = {"baseline": "/docs/{}", "portfolio": "/v1/people/{}/portfolio",
-         "admission": "/v1/people/{}/admission-summary"}
+#: each read target's path, from a person's NHS number and their plan's id
+PATHS = {"baseline": "/docs/{nhs}", "audited": "/audited/{nhs}", "portfolio": "/v1/people/{nhs}/portfolio",
+         "admission": "/v1/people/{nhs}/admission-summary", "portfolio_oauth": "/v1/people/{nhs}/portfolio",
+         "fhir_search": "/fhir/R4/CarePlan?patient=Patient/{nhs}", "fhir_read": "/fhir/R4/CarePlan/{plan}"}
+#: the targets the bare app serves; the rest are the gateway's
+BASELINES = ("baseline", "audited")
+#: the gateway's targets called with an OAuth access token (the rest: the hospital's static token)
+WITH_OAUTH = ("portfolio_oauth", "fhir_search", "fhir_read")
 
 
 def prepare(ctx: Context) -> None:
@@ -23,12 +31,13 @@ def prepare(ctx: Context) -> None:
     target's file of paths."""
     platform, http = ctx.platform, requests.Session()
     hospital = {"Authorization": f"Bearer {platform.tokens['hospital']}"}
-    docs, sizes, admission_sizes = [], [], []
+    docs, sizes, admission_sizes, plans = [], [], [], {}
     for nhs in ctx.people:
         platform.admit(http, nhs)
         r = http.get(f"{platform.gateway}/v1/people/{nhs}/portfolio", headers=hospital)
         r.raise_for_status()
         docs.append((nhs, r.content))
+        plans[nhs] = r.json()["plan"]["id"]
         sizes.append(len(r.content))
         if len(admission_sizes) < 100:
             r = http.get(f"{platform.gateway}/v1/people/{nhs}/admission-summary", headers=hospital)
@@ -47,22 +56,24 @@ def prepare(ctx: Context) -> None:
                                 "admission_mean": round(statistics.mean(admission_sizes))}
     for name, template in PATHS.items():
         path = platform.var / f"paths-{name}.txt"
-        path.write_text("\n".join(template.format(n) for n in ctx.people) + "\n")
+        path.write_text("\n".join(template.format(nhs=n, plan=plans[n]) for n in ctx.people) + "\n")
         ctx.read_paths[name] = path
 
 
 def read_round(ctx: Context, targets: list[str]) -> dict:
     """One wrk measurement of each target in turn, each after its warm-up."""
-    out = {}
+    out, platform = {}, ctx.platform
+    access_token = platform.oauth.access_token() if set(targets) & set(WITH_OAUTH) else None
     for target in targets:
-        if target == "baseline":
-            base, token = ctx.platform.baseline, None
+        if target in BASELINES:
+            base, token = platform.baseline, None
         else:
-            base, token = ctx.platform.gateway, ctx.platform.tokens["hospital"]
+            base = platform.gateway
+            token = access_token if target in WITH_OAUTH else platform.tokens["hospital"]
         if ctx.args.warmup:
             ctx.wrk.run(base, ctx.read_paths[target], token, ctx.args.warmup)
         out[target] = r = ctx.wrk.run(base, ctx.read_paths[target], token, ctx.args.seconds)
-        log(f"   {target:<10} {r['rate']:8,.0f} req/s  p50 {r['p50_us'] / 1000:6.2f} ms  "
+        log(f"   {target:<15} {r['rate']:8,.0f} req/s  p50 {r['p50_us'] / 1000:6.2f} ms  "
             f"p99 {r['p99_us'] / 1000:6.2f} ms  errors {r['errors']}")
     return out
 

@@ -2,20 +2,24 @@
 
 Everything runs on this machine against the local PostgreSQL and RabbitMQ, in schemas and queue
 names of its own (a fresh ``bench<hex>`` prefix), cleaned up afterwards. The platform runs as the
-very processes ``coproduction run`` starts (gunicorn sync workers, relays, the consumer); the
-baseline is a bare Flask app under the same gunicorn settings. Load comes from wrk (16
+very processes ``coproduction run`` starts (gunicorn sync workers, relays, the consumer, the audit
+sequencer); the baseline is a bare Flask app under the same gunicorn settings. Load comes from wrk (16
 connections), except where a figure is a sequence of single calls (write → visible).
 
 The steps, in order:
  1. seed the detailed people (``coproduction seed``): relays and the consumer project them;
- 2. reads at 16 connections: bare endpoint, portfolio, admission summary (interleaved rounds,
-    best round of each: the least disturbed by whatever else runs on the machine);
- 3. write → visible in the portfolio, against a bare POST plus a raw RabbitMQ one-way hop;
- 4. relay: a batch of events committed at once, published with confirms, against raw kombu
+ 2. reads at 16 connections: bare endpoint, bare audited endpoint (the read and one audit row in
+    one transaction), portfolio, admission summary, and with an OAuth access token the portfolio
+    again and the FHIR CarePlan search and read; interleaved rounds, best round of each: the least
+    disturbed by whatever else runs;
+ 3. audit: portfolio reads over 2 gateway processes with pg_locks sampled (no request may wait on
+    an audit lock), and each read's time until a signed tree head covers its record;
+ 4. write → visible in the portfolio, against a bare POST plus a raw RabbitMQ one-way hop;
+ 5. relay: a batch of events committed at once, published with confirms, against raw kombu
     publishing of the same messages without confirms; then the consumer projecting them, against
     raw kombu consume-and-ack of the same messages;
- 5. memory: the RSS of every web and worker process after that load;
- 6. scale: people added up to ``--scale-people`` (published, bulk), ``coproduction rebuild`` of the
+ 6. memory: the RSS of every web and worker process after that load;
+ 7. scale: people added up to ``--scale-people`` (published, bulk), ``coproduction rebuild`` of the
     whole projection from the services' feeds (events/s), and the portfolio's p99 again.
 
 The table is printed and written to docs/performance.md (``--no-write`` to leave it alone). This module
@@ -32,7 +36,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import events, memory, reads, report, scale, seeding, writes
+from . import audit, events, memory, reads, report, scale, seeding, writes
 from .context import Context
 from .load import Wrk
 from .platform import Platform
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         platform.start()
         seeding.seed_detailed(ctx)
         reads.measure(ctx)
+        audit.measure(ctx)
         writes.measure(ctx)
         events.relay_and_consumer(ctx)
         memory.measure(ctx)

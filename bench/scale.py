@@ -1,4 +1,4 @@
-"""Step 6: people added up to ``--scale-people`` (bulk, published) as the time budget allows, a
+"""Step 7: people added up to ``--scale-people`` (bulk, published) as the time budget allows, a
 rebuild of the whole projection from the services' feeds, and the portfolio's reads again.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _add_people(ctx: Context, have: int, rebuild_rate: float) -> int:
 
 def measure(ctx: Context) -> None:
     platform = ctx.platform
-    log("6. rebuild and scale: a first `coproduction rebuild` of the projection as it is, to know its pace")
+    log("7. rebuild and scale: a first `coproduction rebuild` of the projection as it is, to know its pace")
     ctx.results["rebuild_pilot"] = pilot = rebuild(ctx)
     log(f"   rebuild of {pilot['events']:,} events: {pilot['seconds']:.1f}s = {pilot['rate']:,.0f}/s")
     _add_people(ctx, len(ctx.people) + ctx.extra_people + ctx.args.events, pilot["rate"])

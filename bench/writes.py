@@ -1,4 +1,4 @@
-"""Step 3: write → visible in the portfolio, against a bare POST plus a raw RabbitMQ one-way hop."""
+"""Step 4: write → visible in the portfolio, against a bare POST plus a raw RabbitMQ one-way hop."""
 from __future__ import annotations
 
 import statistics
@@ -49,7 +49,7 @@ def _write_then_read(http: requests.Session, platform: Platform, nhs: str) -> tu
 
 def measure(ctx: Context) -> None:
     n, platform = ctx.args.writes, ctx.platform
-    log(f"3. write → visible: {n} plans POSTed through the gateway, each polled in the portfolio until shown")
+    log(f"4. write → visible: {n} plans POSTed through the gateway, each polled in the portfolio until shown")
     numbers = launcher.nhs_numbers(n, start=len(ctx.people))
     ctx.extra_people = n
     http = requests.Session()

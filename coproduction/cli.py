@@ -25,7 +25,7 @@ def cmd_serve(args) -> int:
         settings = Settings.from_env(args.service)
         settings.require_secrets()
         if args.service == "gateway":
-            from gateway import audit_keys
+            from gateway.audit import keys as audit_keys
             audit_keys.public_key()  # the tree-head routes publish and check it
     except ConfigurationError as exc:
         print(f"coproduction serve {args.service}: refusing to start: {exc}", file=sys.stderr)
@@ -170,9 +170,9 @@ def cmd_audit(args) -> int:
 
 def _audit_sequence(settings) -> int:
     from . import logs, metrics
-    from gateway import audit_keys
+    from gateway.audit import keys as audit_keys
     from gateway.app import database
-    from gateway.sequencer import Sequencer
+    from gateway.audit.sequencer import Sequencer
     logs.setup("gateway-audit-sequencer")
     key = audit_keys.signing_key()
     db = database(settings)
@@ -187,7 +187,7 @@ def _audit_sequence(settings) -> int:
 
 def _audit_witness(args, settings) -> int:
     from pathlib import Path
-    from gateway import audit_witness
+    from gateway.audit import witness as audit_witness
     from gateway.app import database
     state = audit_witness.WitnessState.load(Path(args.state))
     if not state.heads:
@@ -207,7 +207,7 @@ def _audit_witness(args, settings) -> int:
 
 def _audit_verify(args, db) -> int:
     from pathlib import Path
-    from gateway import audit_keys, audit_verify, audit_witness
+    from gateway.audit import keys as audit_keys, verify as audit_verify, witness as audit_witness
     witnessed = audit_witness.WitnessState.load(Path(args.witness)) if args.witness else None
     if witnessed is not None and not witnessed.heads:
         print(f"error: {args.witness} has witnessed nothing yet", file=sys.stderr)

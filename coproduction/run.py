@@ -51,7 +51,7 @@ def run_all(services: list[str]) -> int:
     env.setdefault("ALLOW_STATIC_TOKENS", "1")  # the development clients' tokens printed below
     env.setdefault("VAR_DIR", str(var_dir()))
     env.update(secrets.development(var_dir(), DEV_SECRETS))  # development only: made here, kept in var/
-    from gateway import audit_keys
+    from gateway.audit import keys as audit_keys
     env.update(audit_keys.development_key(var_dir()))
     env.update(secrets.development_signing_key(var_dir()))
     os.environ.update(env)

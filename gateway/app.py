@@ -6,7 +6,8 @@ from coproduction.config import Settings
 from coproduction.db import Database
 from coproduction.http import create_app as kernel_app
 
-from . import admission, api, audit_api, audit_keys, changes, consent, discovery, fhir, oauth, pages
+from . import admission, api, changes, consent, discovery, fhir, oauth, pages
+from .audit import keys as audit_keys, routes as audit_api
 from .fhir import export as fhir_export
 from . import policy, relationships, routing, security
 from .client_keys import RemoteKeySets

@@ -8,7 +8,7 @@ it, so a client that keeps the ``next_cursor`` it was given sees every change ex
 order, while writes continue.
 
 The cursor is opaque to clients: a position cursor of coproduction/paging.py. Access is checked per
-event (gateway/policy.py): a change is left out (and counted in ``withheld``; the cursor still moves
+event (gateway/policy/): a change is left out (and counted in ``withheld``; the cursor still moves
 past it) unless the caller's organisation has a care relationship with its person, the caller holds
 the read scope of its initiative, and the person's sharing preferences do not withhold it from the
 caller's role. Every person whose changes a page shows gets an audit record.

@@ -2,7 +2,7 @@
 
 They are set by the person's GP practice (the organisation holding their care plan) or an
 administrator, always saying on whose behalf (the person, or their representative); every change
-is kept. The access decision (gateway/policy.py) applies them to every request.
+is kept. The access decision (gateway/policy/) applies them to every request.
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ inbox = inbox_table(metadata)
 idempotency_keys = idempotency_table(metadata)
 
 #: one row per access to a person's data, allowed or refused. A request only inserts (no lock, no
-#: read); the sequencer (gateway/sequencer.py) later gives the row its ``leaf_index`` in the Merkle
+#: read); the sequencer (gateway/audit/sequencer.py) later gives the row its ``leaf_index`` in the Merkle
 #: log, whose perfect subtrees and signed heads are the two tables below (docs/audit.md)
 audit_log = Table(
     "audit_log", metadata,

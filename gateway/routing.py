@@ -1,5 +1,5 @@
 """Requests for the domain resources, forwarded to the owning service once the access decision
-(gateway/policy.py) has allowed them.
+(gateway/policy/) has allowed them.
 
 The gateway forwards exactly what it decided on (the body and query bytes it inspected) with a
 short-lived signed token carrying the client's identity and scopes; the service checks it again.

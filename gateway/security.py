@@ -2,7 +2,7 @@
 
 Per request, in this order (gateway/app.py wires it): :func:`authenticate` (a bearer token on the
 API, the session cookie on the pages) and the rate limit (gateway/limits.py); then the access
-decision (gateway/policy.py); the view; :func:`write_audit`, which records what the decision
+decision (gateway/policy/); the view; :func:`write_audit`, which records what the decision
 settled, allowed or refused.
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def authenticate() -> None:
         caller, problem = _api_caller()
         if problem is not None and "Authorization" not in request.headers and _anonymous_route():
             problem = None  # a public route of the API (the FHIR CapabilityStatement): no caller needed
-    else:  # a web page: the session cookie (gateway/pages.py)
+    else:  # a web page: the session cookie (gateway/pages/session.py)
         caller, problem = current_app.extensions["session_caller"](), None
     limits.check(caller)
     if problem is not None:

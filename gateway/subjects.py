@@ -2,7 +2,7 @@
 
 Kept from the events (every event names its aggregate and its person) and from the creates the
 gateway forwards (so a resource is known the moment its 201 is answered), never from what a request
-says about itself. The access decision (gateway/policy.py) settles a request naming a resource here.
+says about itself. The access decision (gateway/policy/) settles a request naming a resource here.
 """
 from __future__ import annotations
 

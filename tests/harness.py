@@ -188,8 +188,8 @@ class Platform:
 
     def start_sequencer(self, **options):
         """The audit log's sequencer, in a thread (``spawn("sequencer", "audit", "sequence")`` for a process)."""
-        from gateway import audit_keys
-        from gateway.sequencer import Sequencer
+        from gateway.audit import keys as audit_keys
+        from gateway.audit.sequencer import Sequencer
         sequencer = Sequencer(self.database("gateway"), audit_keys.signing_key(), **options)
         t = threading.Thread(target=sequencer.run, daemon=True)
         t.start()

@@ -160,9 +160,10 @@ def test_the_routes_name_bad_parameters_and_keep_to_their_scopes(make_platform):
 
 def test_a_backlog_is_sequenced_in_batches_exactly_once_even_by_two_sequencers(make_platform):
     """Two sequencers at once (one started by mistake) share the work; each record gets one leaf."""
-    from gateway import audit, audit_keys, audit_verify
+    from gateway import audit
+    from gateway.audit import keys as audit_keys, verify as audit_verify
     from gateway.models import audit_log, audit_tree_heads, audit_tree_nodes
-    from gateway.sequencer import Sequencer
+    from gateway.audit.sequencer import Sequencer
     platform = make_platform(services=())
     platform.migrate()
     db = platform.database("gateway")

@@ -46,8 +46,9 @@ def all_sequenced(db) -> bool:
 def rebuild_everything(db) -> None:
     """The attacker's clean-up: every leaf hash, subtree and head recomputed from the records as they
     now are, each head re-signed with the real key; heads past the new end dropped, one added there."""
-    from gateway import audit, audit_keys, merkle
-    from gateway.audit_keys import TreeHead
+    from gateway import audit
+    from gateway.audit import keys as audit_keys, merkle
+    from gateway.audit.keys import TreeHead
     from gateway.models import audit_log, audit_tree_heads, audit_tree_nodes
     key = audit_keys.signing_key()
     with db.session() as s:
@@ -109,7 +110,7 @@ def tamper(db, kind: str, total: int) -> int:
 def witnessed_log(make_platform, tmp_path):
     """A log of three sequenced rounds, witnessed after each (the witness keeps leaf hashes unless
     the test asks for heads only)."""
-    from gateway import audit_witness
+    from gateway.audit import witness as audit_witness
 
     def make(heads_only: bool = False):
         platform = make_platform(services=())

@@ -1,4 +1,4 @@
-"""Issue 18: the Merkle math of gateway/merkle.py against published vectors, and as properties.
+"""Issue 18: the Merkle math of gateway/audit/merkle.py against published vectors, and as properties.
 
 The reference here is RFC 9162 §2.1 written out naively (MTH, PATH, PROOF by their recursive
 definitions); the vectors are the Certificate Transparency reference implementation's.
@@ -10,7 +10,7 @@ import hashlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gateway import merkle
+from gateway.audit import merkle
 
 # the CT reference implementation's test leaves, and the roots of their first n
 LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
@@ -188,7 +188,7 @@ def test_appending_stores_each_perfect_subtree_once_and_keeps_the_root(n):
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), n=sizes)
 def test_every_range_a_proof_needs_folds_from_stored_perfect_subtrees(data, n):
-    """What gateway/audit_tree.py does with the stored subtrees gives the hash the definition gives."""
+    """What gateway/audit/tree.py does with the stored subtrees gives the hash the definition gives."""
     d = leaves(n)
     m = data.draw(st.integers(min_value=1, max_value=n))
     ranges = merkle.inclusion_ranges(m - 1, n) + (merkle.consistency_ranges(m, n) if m < n else [])

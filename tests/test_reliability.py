@@ -491,7 +491,7 @@ def test_fault_11_audit_sequencer_killed_mid_batch(make_platform):
     batch's transaction) and audited reads go on; restarted, it leaves every committed record
     sequenced exactly once, each in a signed head."""
     import psycopg
-    from gateway.sequencer import SEQUENCER_LOCK
+    from gateway.audit.sequencer import SEQUENCER_LOCK
     from harness import PG_URL
     platform = make_platform(services=())
     platform.migrate()
@@ -552,7 +552,7 @@ def test_fault_11_audit_sequencer_killed_mid_batch(make_platform):
                      note=f"{sum(reads.values())} audited reads; {mid_batch} of 3 kills landed inside a batch (its "
                           "transaction rolled back); every record in a signed head exactly once, `audit verify` clean"))
     assert sorted(leaves) == list(range(state["size"])), "leaf indexes 0..n-1, each once"
-    from gateway import audit_keys, audit_verify
+    from gateway.audit import keys as audit_keys, verify as audit_verify
     db = platform.database("gateway")
     with db.session() as s:
         report = audit_verify.verify(s, audit_keys.public_key())

@@ -1,4 +1,4 @@
-"""The FHIR R4 server at ``/fhir/R4``: one more door to the same access decision (gateway/policy.py).
+"""The FHIR R4 server at ``/fhir/R4``: one more door to the same access decision (gateway/policy/).
 
 One module per job: ``capability`` (the CapabilityStatement), ``patients`` (Patient, $everything,
 $summary), ``search`` (searches), ``plan_reads`` and ``plan_writes`` (CarePlan, Goal, Observation),

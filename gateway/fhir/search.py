@@ -3,7 +3,7 @@
 Read from the gateway's projection, like the portfolio (one person's rows, by an index): a change
 shows in a search once its event is applied, within the event delay, while a read (plan_reads.py)
 asks the plans service and is current at once. The person is the one the access decision settled
-from the search's one patient parameter (gateway/policy.py), so a search never spans people. Results
+from the search's one patient parameter (gateway/policy/), so a search never spans people. Results
 are ordered by when each plan was created (then by id) and paged with ``_count`` and an opaque
 ``_cursor`` in the ``next`` link. A parameter this server does not offer is refused (400) unless
 the client sends ``Prefer: handling=lenient``: ignoring a filter would answer with more than asked.

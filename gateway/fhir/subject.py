@@ -1,4 +1,4 @@
-"""Where the FHIR door's person comes from, for the access decision (gateway/policy.py): a search's
+"""Where the FHIR door's person comes from, for the access decision (gateway/policy/): a search's
 one parameter naming them, or a create's ``CarePlan.subject``; never anywhere else in the request."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from flask import request
 from coproduction.http import Problem
 from coproduction.nhs_number import is_valid
 
-from ..policy import _unprocessable as unprocessable, body_json
+from ..policy import body_json, unprocessable
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 

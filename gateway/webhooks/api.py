@@ -9,7 +9,6 @@ from datetime import datetime
 
 import flask_smorest
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from coproduction import idempotency
 from coproduction.events import iso, now
@@ -124,34 +123,21 @@ def create_subscription(body):
         raise Problem(422, "Unprocessable Content", "Some fields are not valid: " + ", ".join(sorted(errors)),
                       errors=errors)
     _check_scopes(who, types)
-    db = ctx().db
     at = now()
     row = dict(id=str(uuid.uuid4()), client_id=who.client_id, url=body["url"], types=types,
                description=body.get("description"), secret=new_secret(), status="active",
                status_reason=None, replay_next=None, replay_until=None, version=1, created_at=at, updated_at=at)
-    try:
-        with db.session() as session:
-            stored = idempotency.replay(session, idempotency_keys)
-            if stored is not None:
-                return _located(stored)
-            # from now on: events already in the change log are there for a replay to send
-            row["cursor"] = session.execute(select(func.max(change_log.c.position))).scalar_one() or 0
-            session.execute(webhook_subscriptions.insert().values(**row))
-            payload = dict(_json(row), secret=row["secret"])
-            idempotency.remember(session, idempotency_keys, payload, 201)
-    except IntegrityError:
-        with db.session() as session:  # lost a race on the same Idempotency-Key
-            stored = idempotency.replay(session, idempotency_keys)
-        if stored is None:
-            raise
-        return _located(stored)
-    return payload, 201, {"Location": f"/v1/subscriptions/{row['id']}", "ETag": '"1"'}
 
+    def create(session):
+        # from now on: events already in the change log are there for a replay to send
+        row["cursor"] = session.execute(select(func.max(change_log.c.position))).scalar_one() or 0
+        session.execute(webhook_subscriptions.insert().values(**row))
+        return dict(_json(row), secret=row["secret"]), f"/v1/subscriptions/{row['id']}"
 
-def _located(replayed):
-    """A replayed create keeps the Location of the first answer."""
-    replayed.headers["Location"] = f"/v1/subscriptions/{replayed.get_json()['id']}"
-    return replayed
+    answer = idempotency.create_once(idempotency_keys, create)
+    # a replayed create keeps the Location of the first answer
+    answer.headers.setdefault("Location", f"/v1/subscriptions/{answer.get_json()['id']}")
+    return answer
 
 
 @bp.route("", methods=["GET"])

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import requests
 
-from . import audit_keys, audit_tree, merkle
-from .audit_keys import TreeHead
+from . import keys, merkle
+from .keys import TreeHead
+from .tree import consistency_proof, latest_head, leaf_hashes
 
 
 class Refused(Exception):
@@ -35,20 +36,20 @@ class DatabaseSource:
         self.db = db
 
     def public_key(self):
-        return audit_keys.public_key()
+        return keys.public_key()
 
     def latest_head(self) -> TreeHead | None:
         with self.db.session() as s:
-            return audit_tree.latest_head(s)
+            return latest_head(s)
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         with self.db.session() as s:
-            proof = audit_tree.consistency_proof(s, first, second)
+            proof = consistency_proof(s, first, second)
         return [bytes.fromhex(h) for h in proof["consistency_path"]]
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         with self.db.session() as s:
-            return audit_tree.leaf_hashes(s, start, end)
+            return leaf_hashes(s, start, end)
 
 
 class HttpSource:
@@ -72,7 +73,7 @@ class HttpSource:
         return r.json()
 
     def public_key(self):
-        return audit_keys.load_public(self._get("/v1/audit/public-key")["pem"], "the gateway's public key")
+        return keys.load_public(self._get("/v1/audit/public-key")["pem"], "the gateway's public key")
 
     def latest_head(self) -> TreeHead | None:
         data = self._get("/v1/audit/tree-head")
@@ -117,7 +118,7 @@ class WitnessState:
                    [bytes.fromhex(h) for h in data.get("compact_range", [])])
 
     def public_key(self):
-        return audit_keys.load_public(self.public_pem, f"the key pinned in {self.path}") if self.public_pem else None
+        return keys.load_public(self.public_pem, f"the key pinned in {self.path}") if self.public_pem else None
 
     def leaf_hashes(self) -> list[bytes] | None:
         """Every leaf hash witnessed, or None for a heads-only witness."""
@@ -150,8 +151,8 @@ class WitnessState:
 def witness(state: WitnessState, source, pinned_pem: str | None = None) -> str:
     """Check the source's latest head against what was witnessed; record it. Raises Refused."""
     if state.public_pem is None:  # first run: pin the key given, or trust the one the log publishes
-        state.public_pem = pinned_pem or audit_keys.public_pem(source.public_key())
-    elif pinned_pem and audit_keys.load_public(pinned_pem).public_bytes_raw() != state.public_key().public_bytes_raw():
+        state.public_pem = pinned_pem or keys.public_pem(source.public_key())
+    elif pinned_pem and keys.load_public(pinned_pem).public_bytes_raw() != state.public_key().public_bytes_raw():
         raise Refused(f"the key given is not the key pinned in {state.path}")
     key = state.public_key()
     head = source.latest_head()
@@ -159,7 +160,7 @@ def witness(state: WitnessState, source, pinned_pem: str | None = None) -> str:
         raise Refused("the log has no signed tree head yet")
     if not head.valid_for(key):
         raise Refused(f"the tree head of size {head.tree_size} is not signed by the witnessed key "
-                      f"{audit_keys.key_id(key)[:16]}… (its key id: {head.key_id[:16]}…)")
+                      f"{keys.key_id(key)[:16]}… (its key id: {head.key_id[:16]}…)")
     last = state.heads[-1] if state.heads else None
     if last is not None:
         if head.tree_size < last.tree_size:

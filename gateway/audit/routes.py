@@ -1,15 +1,19 @@
 """The audit routes: the records, the signed tree head, proofs, the public key, leaf hashes.
 
-Who may call what (docs/audit.md; the rules are gateway/policy.py's):
+Who may call what (docs/audit.md; the rules are gateway/policy/'s):
 - ``GET /v1/audit``, consistency proofs and leaf hashes: ``audit:read`` (auditors, witnesses);
 - the tree head and inclusion proofs: ``audit:read``, or ``portfolio:read`` for the records a
   portfolio reader sees in a person's access log (those naming a person), so whoever is shown an
   access-log item can check it is in the signed log;
-- the public key: anyone, without a token.
+- the public key: anyone, without a token;
+- a person's access log (``GET /v1/people/{nhs_number}/access-log``, on the people blueprint of
+  gateway/api.py): ``portfolio:read`` and the access decision, like the person's other routes.
 Proofs answer only for tree sizes that have a signed head: a proof against an unsigned size
 proves nothing to anyone.
 """
 from __future__ import annotations
+
+import re
 
 import flask_smorest
 import marshmallow as ma
@@ -18,9 +22,11 @@ from sqlalchemy import select
 
 from coproduction.http import Problem, ctx
 
-from . import audit, audit_keys, audit_tree
-from .models import audit_log
-from .security import caller
+from .. import policy
+from ..api import bp as people, nhs_path
+from ..models import audit_log, subjects
+from ..security import caller, request_session
+from . import keys, leaf_hash_of, to_json, tree
 
 bp = flask_smorest.Blueprint("audit", __name__, url_prefix="/v1/audit",
                              description="Who accessed a person's data: the audit trail, a signed Merkle log")
@@ -49,7 +55,7 @@ def page(where, after: int, limit: int) -> dict:
     with ctx().db.session() as session:
         rows = session.execute(select(audit_log).where(audit_log.c.id > after, *where)
                                .order_by(audit_log.c.id).limit(limit)).mappings().all()
-    items = [audit.to_json(r) for r in rows]
+    items = [to_json(r) for r in rows]
     return {"items": items, "next_cursor": str(items[-1]["id"]) if len(items) == limit else None}
 
 
@@ -82,8 +88,8 @@ def _reader_of_heads():
     return who
 
 
-def _head(session, tree_size: int | None, field: str = "tree_size") -> audit_keys.TreeHead:
-    head = audit_tree.latest_head(session) if tree_size is None else audit_tree.head_at(session, tree_size)
+def _head(session, tree_size: int | None, field: str = "tree_size") -> keys.TreeHead:
+    head = tree.latest_head(session) if tree_size is None else tree.head_at(session, tree_size)
     if head is None and tree_size is None:
         raise Problem(404, "Not Found", "The log has no signed tree head yet (is `coproduction audit sequence` running?).")
     if head is None:
@@ -91,7 +97,7 @@ def _head(session, tree_size: int | None, field: str = "tree_size") -> audit_key
     return head
 
 
-def _head_json(head: audit_keys.TreeHead) -> dict:
+def _head_json(head: keys.TreeHead) -> dict:
     return dict(head.to_json(), public_key="/v1/audit/public-key")
 
 
@@ -128,10 +134,10 @@ def inclusion(query):
         if query["seq"] >= head.tree_size:
             raise invalid("seq", f"Leaf {query['seq']} is not in the tree of {head.tree_size}.")
         if not who.has("audit:read"):
-            record = audit_tree.record_at(session, query["seq"])
+            record = tree.record_at(session, query["seq"])
             if record is None or record["nhs_number"] is None:
                 raise Problem(403, "Forbidden", "This leaf is in no person's access log: proving it needs audit:read.")
-        proof = audit_tree.inclusion_proof(session, query["seq"], head.tree_size)
+        proof = tree.inclusion_proof(session, query["seq"], head.tree_size)
     return jsonify(dict(proof, tree_head=_head_json(head)))
 
 
@@ -155,7 +161,7 @@ def consistency(query):
     with ctx().db.session() as session:
         _head(session, query["first"], "first")
         _head(session, query["second"], "second")
-        return jsonify(audit_tree.consistency_proof(session, query["first"], query["second"]))
+        return jsonify(tree.consistency_proof(session, query["first"], query["second"]))
 
 
 class LeafHashesQuery(ma.Schema):
@@ -174,10 +180,10 @@ def leaf_hashes(query):
     if not start < end <= start + MAX_LEAF_HASHES:
         raise invalid("end", f"Must be more than start and at most start + {MAX_LEAF_HASHES}.")
     with ctx().db.session() as session:
-        head = audit_tree.latest_head(session)
+        head = tree.latest_head(session)
         if head is None or end > head.tree_size:
             raise invalid("end", f"The signed log holds {head.tree_size if head else 0} leaves.")
-        hashes = audit_tree.leaf_hashes(session, start, end)
+        hashes = tree.leaf_hashes(session, start, end)
     return jsonify(start=start, end=end, leaf_hashes=[h.hex() for h in hashes])
 
 
@@ -188,6 +194,52 @@ def leaf_hashes(query):
                                                   name="PublicKey")(),
                  description="The key the tree heads are signed with (no token needed).")
 def public_key():
-    key = audit_keys.public_key()
-    return jsonify(key_id=audit_keys.key_id(key), algorithm="Ed25519", pem=audit_keys.public_pem(key),
-                   jwk=audit_keys.jwk(key))
+    key = keys.public_key()
+    return jsonify(key_id=keys.key_id(key), algorithm="Ed25519", pem=keys.public_pem(key),
+                   jwk=keys.jwk(key))
+
+
+# -- the person's access log -----------------------------------------------------------------------
+class AccessLogSchema(AuditPageSchema):
+    withheld = ma.fields.Integer(metadata={"description": "records of this page left out: of what the "
+                                                          "caller's role may not see itself"})
+
+
+@people.route("/<nhs_number>/access-log", parameters=nhs_path())
+@people.arguments(AuditQuery, location="query")
+@people.alt_response(200, schema=AccessLogSchema, description="Who looked at this person's record.")
+def access_log(query, nhs_number):
+    """Who looked at this person's record, when, why and with what outcome. Each item carries every
+    field its leaf commits to, its ``leaf_index`` (null until sequenced, within a second) and its
+    ``leaf_hash``, so anyone shown it can check it is in the signed log (docs/audit.md). A role is
+    shown only the records of what it may see itself: the others are left out and counted in
+    ``withheld``; and where a record holds text its caller wrote (a path, a purpose) naming another
+    person or a record this role may not see, that is replaced and the item says ``redacted``
+    (its ``leaf_hash`` still proves it is in the log)."""
+    decision = policy.current()
+    log = page([audit_log.c.nhs_number == decision.subject], query["after"], query["limit"])
+    items = [item for item in log["items"] if item.get("initiative") not in decision.unseen]
+    log["withheld"] = len(log["items"]) - len(items)
+    shown = set(request_session().execute(select(subjects.c.resource_id).where(
+        subjects.c.nhs_number == decision.subject, subjects.c.service.not_in(decision.unseen))).scalars())
+    log["items"] = [_for_the_log(item, decision.subject, shown) for item in items]
+    return jsonify(log)
+
+
+def _for_the_log(item: dict, nhs_number: str, shown_ids: set[str]) -> dict:
+    out = dict(item, leaf_hash=leaf_hash_of(item).hex())
+    out["resource"] = redact(item["resource"], nhs_number, shown_ids)
+    out["purpose"] = redact(item["purpose"], nhs_number, shown_ids)
+    out["redacted"] = (out["resource"], out["purpose"]) != (item["resource"], item["purpose"])
+    return out
+
+
+NHS_LIKE = re.compile(r"(?<!\d)\d{10}(?!\d)")
+UUID_LIKE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def redact(text: str, nhs_number: str, shown_ids: set[str]) -> str:
+    """What a caller wrote into its request (a path, a purpose) as this person's carers may read it:
+    another person's NHS number, or the id of a record they may not see, is replaced."""
+    text = NHS_LIKE.sub(lambda m: m.group(0) if m.group(0) == nhs_number else "[another person]", text)
+    return UUID_LIKE.sub(lambda m: m.group(0) if m.group(0).lower() in shown_ids else "[withheld]", text)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit, audit_tree, merkle
-from .models import audit_log, audit_tree_nodes
+from ..models import audit_log, audit_tree_nodes
+from . import leaf_hash_of, merkle
+from .tree import heads as signed_heads
 
 CHUNK = 5000
 KEPT = 100  # problems described; past that only counted (one insertion early on moves every later leaf)
@@ -70,9 +71,9 @@ def _leaves(session: Session):
 
 def verify(session: Session, key, witnessed=None) -> Report:
     """Check the log in ``session`` with ``key`` (the signing key's public half) and, if given, a
-    :class:`gateway.audit_witness.WitnessState`."""
+    :class:`gateway.audit.witness.WitnessState`."""
     report = Report()
-    stored_heads = {h.tree_size: h for h in audit_tree.heads(session)}
+    stored_heads = {h.tree_size: h for h in signed_heads(session)}
     report.heads = len(stored_heads)
     for size, head in sorted(stored_heads.items()):
         if not head.valid_for(key):
@@ -85,7 +86,7 @@ def verify(session: Session, key, witnessed=None) -> Report:
         if index != expected:
             report.bad(expected, f"leaf {expected} is missing (the next record, id {row['id']}, is at leaf {index})")
             break
-        leaf = audit.leaf_hash_of(row)
+        leaf = leaf_hash_of(row)
         if stored_leaf != leaf:
             report.bad(index, f"leaf {index} (record id {row['id']}) does not match the leaf hash stored when "
                               "it was sequenced: altered")

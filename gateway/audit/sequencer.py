@@ -22,9 +22,10 @@ from sqlalchemy import bindparam, select, text, update
 
 from coproduction.db import DB_UNAVAILABLE, Database
 
-from . import audit, audit_tree
-from .audit_keys import TreeHead
-from .models import audit_log, audit_tree_heads, audit_tree_nodes
+from ..models import audit_log, audit_tree_heads, audit_tree_nodes
+from . import leaf_hash_of
+from .keys import TreeHead
+from .tree import frontier, latest_head
 
 log = logging.getLogger(__name__)
 SEQUENCER_LOCK = 7_240_018
@@ -53,16 +54,16 @@ class Sequencer:
         with self.db.session() as session:
             if self.db.is_postgres:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK})
-            head = audit_tree.latest_head(session)
+            head = latest_head(session)
             rows = session.execute(select(audit_log).where(audit_log.c.leaf_index.is_(None))
                                    .order_by(audit_log.c.id).limit(self.batch)).mappings().all()
             if not rows and head is not None:
                 return 0
             size = head.tree_size if head else 0
-            tree = audit_tree.frontier(session, size)
+            tree = frontier(session, size)
             nodes = []
             for row in rows:
-                nodes += tree.append(audit.leaf_hash_of(row))
+                nodes += tree.append(leaf_hash_of(row))
             if rows:
                 self._assign(session, [r["id"] for r in rows], size)
                 self._store(session, nodes)

@@ -1,8 +1,8 @@
 """The audit trail: one record per access to a person's data, appended to a Merkle transparency log.
 
 A request only inserts its record, in its own transaction: no lock, no read of any other record.
-The sequencer (:mod:`gateway.sequencer`) then gives committed records their leaf index in the
-RFC 9162 Merkle tree and signs a tree head; :mod:`gateway.audit_verify` checks the whole log
+The sequencer (:mod:`gateway.audit.sequencer`) then gives committed records their leaf index in the
+RFC 9162 Merkle tree and signs a tree head; :mod:`gateway.audit.verify` checks the whole log
 against a witness. docs/audit.md describes the log and how anyone checks a proof.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from coproduction.events import iso, now
 
+from ..models import audit_log
 from . import merkle
-from .models import audit_log
 
 #: the fields a leaf commits to. A field whose value is null is left out of the leaf, so a column
 #: added later (null in older rows) leaves every older leaf's bytes unchanged.

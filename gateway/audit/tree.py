@@ -8,9 +8,9 @@ from __future__ import annotations
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from ..models import audit_log, audit_tree_heads, audit_tree_nodes
 from . import merkle
-from .audit_keys import TreeHead
-from .models import audit_log, audit_tree_heads, audit_tree_nodes
+from .keys import TreeHead
 
 
 def latest_head(session: Session) -> TreeHead | None:
