@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import func, select
 
 from audit_checks import consistency_holds, head_signed, inclusion_holds, leaf_hash, leaf_of
+from bodies import plan_body, priority
 from coproduction.auth import Caller
 from harness import ROOT, wait_for
+from stored import count_rows
 
 NHS = "9434765919"
-PLAN = {"nhs_number": NHS, "priorities": [{"text": "Keep my allotment going", "category": "learning_and_hobbies"}]}
+PLAN = plan_body(NHS, priority("Keep my allotment going", "learning_and_hobbies"))
 ROLES = ("gp", "hospital", "community", "social_care")
 
 
@@ -29,11 +31,7 @@ def cli(platform, *argv, env=None):
 
 def records(platform) -> int:
     from gateway.models import audit_log
-    db = platform.database("gateway")
-    with db.session() as s:
-        n = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
-    db.dispose()
-    return n
+    return count_rows(platform, "gateway", audit_log)
 
 
 def head_covering(platform, n: int, role: str = "admin") -> dict:
@@ -276,3 +274,12 @@ def test_an_access_whose_record_cannot_be_written_is_not_answered(make_platform,
     assert records(platform) == before
     assert platform.call("hospital", "GET", f"/v1/people/{NHS}/portfolio").status_code == 200
     assert records(platform) == before + 1
+
+
+def test_ten_digits_inside_a_withheld_record_id_are_not_read_as_an_nhs_number():
+    from gateway.audit.routes import redact
+    own, other = "9434765919", "9434765870"
+    shown = "0b7e1c9d-2f40-4a1b-9c3d-aa1234567890"
+    hidden = "5c0f5e7a-1b2c-4d3e-8f90-ac9434765870"  # its last group ends in ten digits
+    text = f"/v1/people/{own}/x {other} {shown} {hidden}"
+    assert redact(text, own, {shown}) == f"/v1/people/{own}/x [another person] {shown} [withheld]"

@@ -7,9 +7,11 @@ import threading
 
 from sqlalchemy import func, select, text
 
+from calls import if_match
 from coproduction.nhs_number import with_check_digit
 from coproduction.service import load
 from harness import ROOT, wait_for
+from stored import count_rows
 
 PEOPLE = [with_check_digit(f"94347{i:04d}") for i in range(40)]
 PEOPLE = [p for p in PEOPLE if p][:12]
@@ -35,13 +37,7 @@ def counts(platform):
 
 
 def outbox_total(platform, services):
-    total = 0
-    for name in services:
-        db = platform.database(name)
-        with db.session() as s:
-            total += s.execute(select(func.count()).select_from(load(name).outbox)).scalar_one()
-        db.dispose()
-    return total
+    return sum(count_rows(platform, name, load(name).outbox) for name in services)
 
 
 def write_plans(platform, numbers, label):
@@ -49,7 +45,7 @@ def write_plans(platform, numbers, label):
         r = platform.call("gp", "POST", "/v1/plans", json={
             "nhs_number": number, "priorities": [{"text": f"{label} for {number}", "category": "other", "rank": 1}]})
         assert r.status_code == 201, r.text
-        r = platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers={"If-Match": '"1"'},
+        r = platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers=if_match(1),
                           json={"agreed_by": "Dr B", "person_agreed": True})
         assert r.status_code == 200, r.text
 
