@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from flask import request
 
 from coproduction.auth import Caller
+from coproduction.service import service_names, services
 
 PATH, RESOURCE, BODY, QUERY, NONE, POPULATION = "path", "resource", "body", "query", "none", "population"
 PERSONAL = (PATH, RESOURCE, BODY, QUERY)
-SHAREABLE = ("plans", "budgets", "decisions", "groups")
+SHAREABLE = service_names()
 NO_BODY = ("GET", "HEAD", "OPTIONS", "DELETE")
 EMERGENCY = "emergency"
 
@@ -145,8 +146,7 @@ def _fhir_resource_id(rule: Rule) -> str | None:
 PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/", "/v1/audit/public-key")
 
 #: first path segment under /v1 of a route forwarded to a service -> that service
-FORWARDED = {"plans": "plans", "budgets": "budgets", "decisions": "decisions", "courses": "groups",
-             "enrolments": "groups"}
+FORWARDED = {route: spec.name for spec in services() for route in spec.routes}
 ROSTER_SCOPE = "groups:roster"
 
 
