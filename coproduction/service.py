@@ -50,6 +50,8 @@ class PartSpec:
     scopes: tuple[str, ...] = ()
     #: the first word of the event types it publishes ("plan" for plan.created, ...)
     event_prefix: str | None = None
+    #: the FHIR R4 resource one of its records is shown as on the FHIR door (docs/fhir.md)
+    fhir_resource: str | None = None
     #: how a page names one of its records, in full and short
     label: str = ""
     short_label: str = ""

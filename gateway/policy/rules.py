@@ -31,8 +31,7 @@ class Rule:
 
 
 #: the SMART scope that reads an initiative on the FHIR door (coproduction/auth.py SMART_GRANTS)
-SMART_READS = {"plans": "system/CarePlan.r", "budgets": "system/Account.r", "decisions": "system/Task.r",
-               "groups": "system/EpisodeOfCare.r"}
+SMART_READS = {spec.name: f"system/{spec.fhir_resource}.r" for spec in services() if spec.fhir_resource}
 
 
 def may_read(caller: Caller, initiative: str) -> bool:
@@ -119,9 +118,9 @@ RULES.update({
     ("GET", f"{FHIR}/Goal"): _fhir("system/Goal.s", QUERY, "plans", "plans"),
     **_fhir_reads("Goal", "plans", "plans", "<part_id>"),
     **_fhir_reads("Observation", "plans", "plans", "<part_id>"),
-    **_fhir_reads("Account", "budgets", "budgets", "<resource_id>"),
-    **_fhir_reads("Task", "decisions", "decisions", "<resource_id>"),
-    **_fhir_reads("EpisodeOfCare", "groups", "groups", "<resource_id>"),
+    # the other services' records, each its one resource (the registry's fhir_resource)
+    **{route: rule for spec in services() if spec.fhir_resource and spec.name != "plans"
+       for route, rule in _fhir_reads(spec.fhir_resource, spec.name, spec.name, "<resource_id>").items()},
     # a client's own subscriptions: no personal data, but $events lists people's events, each checked
     ("POST", f"{FHIR}/Subscription"): _fhir("system/Subscription.c", NONE),
     ("GET", f"{FHIR}/Subscription"): _fhir("system/Subscription.s", NONE),

@@ -6,6 +6,6 @@ SPEC = PartSpec(
     description="Personal health budgets (and Care Act personal budgets): money agreed "
                 "with the person, tied to their plan, spent on what serves their priorities",
     app_module="services.budgets.app", routes=("budgets",), scopes=("budgets:read", "budgets:write"),
-    event_prefix="budget", label="Personal budget", short_label="Budget",
+    event_prefix="budget", fhir_resource="Account", label="Personal budget", short_label="Budget",
     workers=(Worker("budgets-relay", ("relay", "budgets")),),
 )

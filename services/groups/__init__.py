@@ -6,6 +6,6 @@ SPEC = PartSpec(
     description="Self-management education: Expert Patients Programme, Co-Creating Health",
     app_module="services.groups.app", routes=("courses", "enrolments"),
     scopes=("groups:read", "groups:write", "groups:roster"),
-    event_prefix="group", label="Self-management course", short_label="Course",
+    event_prefix="group", fhir_resource="EpisodeOfCare", label="Self-management course", short_label="Course",
     workers=(Worker("groups-relay", ("relay", "groups")),),
 )
