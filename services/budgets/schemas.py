@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
 
 from .domain import (BUDGET_STATUSES, CATEGORIES, CURRENCY, EXCLUDED_CATEGORIES, FREQUENCIES,
                      HOLDER_RELATIONSHIPS, HOLDING_TYPES, KINDS, RULE_EXCLUDED, RULE_PLAN, RULE_PRIORITIES,
@@ -321,15 +322,11 @@ class BudgetListQuery(Schema):
     nhs_number = NHSNumber(required=True)
     plan_id = fields.UUID(load_default=None)
     status = fields.String(load_default=None, validate=validate.OneOf(BUDGET_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = limit_field(200)
     cursor = fields.String(load_default=None, validate=validate.Length(max=500))
 
 
-class BudgetListSchema(Schema):
-    items = fields.List(fields.Nested(BudgetSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+BudgetListSchema = page_schema("BudgetListSchema", BudgetSchema)
 
 
 class LineItemListSchema(Schema):

@@ -13,6 +13,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from coproduction.events import PrioritySchema, StrictBoolean, now
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
 
 SETTINGS = ("primary", "outpatient", "inpatient", "community", "mental_health")
 STATUSES = ("opened", "recorded", "deferred", "superseded")
@@ -246,12 +247,8 @@ class DecisionListQuery(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     setting = fields.String(validate=validate.OneOf(SETTINGS))
     encounter_id = Text(100)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = limit_field(200)
     cursor = Text(200)
 
 
-class DecisionListSchema(Schema):
-    items = fields.List(fields.Nested(DecisionSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+DecisionListSchema = page_schema("DecisionListSchema", DecisionSchema)

@@ -5,6 +5,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
 
 from .domain import (COURSE_STATUSES, ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES,
                      TUTOR_ROLES)
@@ -83,7 +84,7 @@ class EmptySchema(Schema):
 class CourseListQuery(Schema):
     programme = fields.String(validate=validate.OneOf(PROGRAMMES))
     status = fields.String(validate=validate.OneOf(COURSE_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = limit_field(500)
     cursor = fields.String(validate=validate.Length(max=200))
 
 
@@ -119,9 +120,7 @@ class CourseSchema(Schema):
     updated_at = fields.String()
 
 
-class CourseListSchema(Schema):
-    items = fields.List(fields.Nested(CourseSchema))
-    next_cursor = fields.String(allow_none=True)
+CourseListSchema = page_schema("CourseListSchema", CourseSchema, withheld=False)
 
 
 class EnrolmentCreateSchema(Schema):
@@ -174,7 +173,7 @@ class EnrolmentListQuery(Schema):
     nhs_number = NHSNumber()
     course_id = fields.UUID()
     status = fields.String(validate=validate.OneOf(ENROLMENT_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = limit_field(500)
     cursor = fields.String(validate=validate.Length(max=200))
 
     @validates_schema
@@ -209,8 +208,4 @@ class EnrolmentSchema(Schema):
     updated_at = fields.String()
 
 
-class EnrolmentListSchema(Schema):
-    items = fields.List(fields.Nested(EnrolmentSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+EnrolmentListSchema = page_schema("EnrolmentListSchema", EnrolmentSchema)

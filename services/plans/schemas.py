@@ -8,6 +8,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from coproduction.events import PrioritySchema, StrictBoolean, now
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
 
 #: FHIR R4 Goal.lifecycleStatus and Goal.achievementStatus codes, used as they are
 GOAL_LIFECYCLE = ("proposed", "planned", "accepted", "active", "on-hold", "completed", "cancelled",
@@ -267,16 +268,11 @@ class PlanSchema(Schema):
 class PlanListQuery(Schema):
     nhs_number = NHSNumber(required=True)
     status = fields.String(validate=validate.OneOf(PLAN_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = limit_field(500)
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
 
 
-class PlanListSchema(Schema):
-    nhs_number = fields.String()
-    items = fields.List(fields.Nested(PlanSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+PlanListSchema = page_schema("PlanListSchema", PlanSchema, nhs_number=fields.String())
 
 
 class VersionSummarySchema(Schema):
