@@ -105,6 +105,15 @@ def keyset_page(session, stmt, model, limit: int, cursor: str | None) -> tuple[l
     return keyset_split(rows, limit, lambda row: (row.created_at, row.id))
 
 
+def where_given(stmt, model, query: dict, *names: str):
+    """``stmt`` narrowed to the rows whose column ``name`` equals the query's, for each of
+    ``names`` the query gives (one it leaves out or empty narrows nothing)."""
+    for name in names:
+        if query.get(name):
+            stmt = stmt.where(getattr(model, name) == str(query[name]))
+    return stmt
+
+
 def limit_field(maximum: int) -> fields.Integer:
     """A list's ``limit`` query parameter: 50 unless asked, from 1 to ``maximum``."""
     return fields.Integer(load_default=50, validate=validate.Range(min=1, max=maximum))

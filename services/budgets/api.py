@@ -8,8 +8,8 @@ import flask_smorest
 from sqlalchemy import select
 
 from coproduction.http import ctx, with_etag
-from coproduction.idempotency import create_once
-from coproduction.paging import keyset_page
+from coproduction.idempotency import create_once, created
+from coproduction.paging import keyset_page, where_given
 from coproduction.routes import action_routes, endpoint
 
 from . import domain, handlers
@@ -33,19 +33,12 @@ def _write(command, *args):
 # -- budgets -------------------------------------------------------------------------------
 @endpoint(bp, "", "budgets:write", BudgetSchema, method="POST", body=BudgetCreateSchema, status=201)
 def create_budget(body):
-    def create(session):
-        budget, _event = handlers.create(session, body)
-        return budget_json(budget), f"/v1/budgets/{budget.id}"
-    return create_once(idempotency_keys, create)
+    return create_once(idempotency_keys, created(handlers.create, body, budget_json, "/v1/budgets"))
 
 
 @endpoint(bp, "", "budgets:read", BudgetListSchema, body=BudgetListQuery, location="query")
 def list_budgets(query):
-    stmt = select(Budget).where(Budget.nhs_number == query["nhs_number"])
-    if query["plan_id"]:
-        stmt = stmt.where(Budget.plan_id == str(query["plan_id"]))
-    if query["status"]:
-        stmt = stmt.where(Budget.status == query["status"])
+    stmt = where_given(select(Budget), Budget, query, "nhs_number", "plan_id", "status")
     with ctx().db.session() as session:
         rows, next_cursor = keyset_page(session, stmt, Budget, query["limit"], query["cursor"])
         return {"items": [budget_json(b) for b in rows], "next_cursor": next_cursor}

@@ -7,8 +7,8 @@ from flask import Response
 from sqlalchemy import select
 
 from coproduction.http import ctx, with_etag
-from coproduction.idempotency import create_once
-from coproduction.paging import keyset_page
+from coproduction.idempotency import create_once, created
+from coproduction.paging import keyset_page, where_given
 from coproduction.routes import action_routes, endpoint
 
 from . import handlers
@@ -21,23 +21,16 @@ bp = flask_smorest.Blueprint("decisions", __name__, url_prefix="/v1/decisions",
                              description="Shared decision-making (NICE NG197)")
 
 
-def _created(decision: Decision) -> tuple[dict, str]:
-    return decision_json(decision), f"/v1/decisions/{decision.id}"
-
-
 @endpoint(bp, "", "decisions:write", DecisionSchema, method="POST", body=DecisionCreateSchema, status=201)
 def open_decision(body):
     """Open a shared decision (optionally superseding an earlier one of the same person)."""
-    return create_once(idempotency_keys, lambda session: _created(handlers.open_decision(session, body)[0]))
+    return create_once(idempotency_keys, created(handlers.open_decision, body, decision_json, "/v1/decisions"))
 
 
 @endpoint(bp, "", "decisions:read", DecisionListSchema, body=DecisionListQuery, location="query")
 def list_decisions(query):
     """A person's decisions, oldest first, a page at a time (``next_cursor`` until null)."""
-    stmt = select(Decision).where(Decision.nhs_number == query["nhs_number"])
-    for name in ("status", "setting", "encounter_id"):
-        if query.get(name):
-            stmt = stmt.where(getattr(Decision, name) == query[name])
+    stmt = where_given(select(Decision), Decision, query, "nhs_number", "status", "setting", "encounter_id")
     with ctx().db.session() as session:
         rows, next_cursor = keyset_page(session, stmt, Decision, query["limit"], query.get("cursor"))
         return {"items": [decision_json(d) for d in rows], "next_cursor": next_cursor}
@@ -87,5 +80,5 @@ def supersede_decision(body, decision_id):
     """
     with ctx().db.session() as session:
         new, _event = handlers.supersede(session, decision_id, body)
-        payload, location = _created(new)
+        payload, location = decision_json(new), f"/v1/decisions/{new.id}"
     return with_etag(payload, 201, {"Location": location})

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from coproduction.events import iso
 from coproduction.http import ctx, with_etag
 from coproduction.idempotency import create_once
-from coproduction.paging import keyset_page
+from coproduction.paging import keyset_page, where_given
 from coproduction.routes import action_routes, endpoint
 
 from . import domain, handlers
@@ -88,11 +88,7 @@ def create_course(body):
 @endpoint(courses, "", "groups:read", CourseListSchema, body=CourseListQuery, location="query")
 def list_courses(query):
     with ctx().db.session() as session:
-        stmt = select(Course)
-        if query.get("programme"):
-            stmt = stmt.where(Course.programme == query["programme"])
-        if query.get("status"):
-            stmt = stmt.where(Course.status == query["status"])
+        stmt = where_given(select(Course), Course, query, "programme", "status")
         rows, next_cursor = keyset_page(session, stmt, Course, query["limit"], query.get("cursor"))
         taken = handlers.places_taken(session, [c.id for c in rows])
         return {"items": [course_json(c, taken.get(c.id, 0)) for c in rows], "next_cursor": next_cursor}
@@ -142,13 +138,7 @@ def enrol(body, course_id):
 @endpoint(enrolments, "", "groups:read", EnrolmentListSchema, body=EnrolmentListQuery, location="query")
 def list_enrolments(query):
     with ctx().db.session() as session:
-        stmt = select(Enrolment)
-        if query.get("nhs_number"):
-            stmt = stmt.where(Enrolment.nhs_number == query["nhs_number"])
-        if query.get("course_id"):
-            stmt = stmt.where(Enrolment.course_id == str(query["course_id"]))
-        if query.get("status"):
-            stmt = stmt.where(Enrolment.status == query["status"])
+        stmt = where_given(select(Enrolment), Enrolment, query, "nhs_number", "course_id", "status")
         rows, next_cursor = keyset_page(session, stmt, Enrolment, query["limit"], query.get("cursor"))
         course_ids = sorted({e.course_id for e in rows})
         by_id = {c.id: c for c in session.execute(select(Course).where(Course.id.in_(course_ids))).scalars()}

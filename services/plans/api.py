@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from coproduction.events import iso, now
 from coproduction.http import Problem, ctx, with_etag
-from coproduction.idempotency import create_once
-from coproduction.paging import keyset_page
+from coproduction.idempotency import create_once, created
+from coproduction.paging import keyset_page, where_given
 from coproduction.routes import action_routes, endpoint
 
 from interop import fhir_plans as fhir
@@ -37,18 +37,13 @@ def _answer(result: tuple[Plan, dict | None]) -> Response:
 @endpoint(bp, "", "plans:write", PlanSchema, method="POST", body=PlanCreateSchema, status=201)
 def create_plan(body):
     """Create a draft plan. A retried POST with the same ``Idempotency-Key`` returns the first result."""
-    def create(session):
-        plan, _event = handlers.create(session, body)
-        return plan_json(plan), f"/v1/plans/{plan.id}"
-    return create_once(idempotency_keys, create)
+    return create_once(idempotency_keys, created(handlers.create, body, plan_json, "/v1/plans"))
 
 
 @endpoint(bp, "", "plans:read", PlanListSchema, body=PlanListQuery, location="query")
 def list_plans(query):
     """A person's plans, oldest first, paged with an opaque cursor."""
-    stmt = select(Plan).where(Plan.nhs_number == query["nhs_number"])
-    if query.get("status"):
-        stmt = stmt.where(Plan.status == query["status"])
+    stmt = where_given(select(Plan), Plan, query, "nhs_number", "status")
     with ctx().db.session() as session:
         plans, next_cursor = keyset_page(session, stmt, Plan, query["limit"], query["cursor"])
     return {"nhs_number": query["nhs_number"], "items": [plan_json(p) for p in plans], "next_cursor": next_cursor}
