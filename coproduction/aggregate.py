@@ -8,6 +8,7 @@ commands (``handlers.py``) from it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping
 
@@ -94,23 +95,22 @@ class StateMachine:
         return allowed[action]
 
 
+@dataclass(eq=False)
 class Aggregate:
     """One kind of versioned row of a service (a plan, a decision): how it is loaded, moved
     through its states and changed, each change a new version with its event.
 
     The row has ``id``, ``nhs_number`` (the event's subject), ``status``, ``version`` and
-    ``updated_at`` (a model built on :class:`PersonRow` has them all). A service whose change records more (a version history, who changed it last)
-    overrides :meth:`bump` or :meth:`emit`.
+    ``updated_at`` (a model built on :class:`PersonRow` has them all). A service whose change
+    records more (a version history, who changed it last) overrides :meth:`bump` or :meth:`emit`.
     """
 
-    def __init__(self, service: str, model: type, noun: str, machine: StateMachine, outbox: Table,
-                 event_data: Callable[..., dict]):
-        self.service = service
-        self.model = model
-        self.noun = noun
-        self.machine = machine
-        self.outbox = outbox
-        self.event_data = event_data
+    service: str
+    model: type
+    noun: str
+    machine: StateMachine
+    outbox: Table
+    event_data: Callable[..., dict] | None
 
     def load(self, session: Session, aggregate_id: str, for_update: bool = False):
         return load_or_404(session, self.model, aggregate_id, self.noun, for_update)
