@@ -79,24 +79,24 @@ def _line_item_fields(required: bool) -> dict:
     }
 
 
-def _item_dates(data: dict) -> None:
-    start, end = data.get("effective_from"), data.get("effective_to")
-    if start and end and end < start:
-        raise ValidationError("effective_to cannot be before effective_from.", "effective_to")
+class DatesInOrder(StrictSchema):
+    """A body whose ``effective_to``, if sent, is not before its ``effective_from``."""
+
+    @validates_schema
+    def _dates(self, data, **kwargs):
+        start, end = data.get("effective_from"), data.get("effective_to")
+        if start and end and end < start:
+            raise ValidationError("effective_to cannot be before effective_from.", "effective_to")
 
 
-class LineItemSchema(Schema.from_dict(_line_item_fields(True))):
+class LineItemSchema(Schema.from_dict(_line_item_fields(True)), DatesInOrder):
     class Meta:
         unknown = RAISE
 
     id = fields.UUID(load_default=None)
 
-    @validates_schema
-    def _dates(self, data, **kwargs):
-        _item_dates(data)
 
-
-class ChangeSchema(StrictSchema):
+class ChangeSchema(DatesInOrder):
     """Why a change is made and from when it takes effect (optionally until when)."""
 
     reason = Text(1000, load_default=None, allow_none=True,
@@ -105,10 +105,6 @@ class ChangeSchema(StrictSchema):
                                  metadata={"description": "Default: today"})
     effective_to = fields.Date(load_default=None, allow_none=True,
                                metadata={"description": "For a temporary change"})
-
-    @validates_schema
-    def _dates(self, data, **kwargs):
-        _item_dates(data)
 
 
 class LineItemCreateSchema(LineItemSchema):
@@ -215,15 +211,11 @@ class ReviewSchema(StrictSchema):
             raise ValidationError("Record the outcome of the review.", "outcome")
 
 
-class SuspendSchema(StrictSchema):
+class SuspendSchema(DatesInOrder):
     reason = Text(1000, required=True)
     effective_from = fields.Date(load_default=None, allow_none=True, metadata={"description": "Default: today"})
     effective_to = fields.Date(load_default=None, allow_none=True,
                                metadata={"description": "When it is expected to resume, if known"})
-
-    @validates_schema
-    def _dates(self, data, **kwargs):
-        _item_dates(data)
 
 
 class ResumeSchema(StrictSchema):
