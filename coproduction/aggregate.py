@@ -8,12 +8,13 @@ commands (``handlers.py``) from it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping
 
-from sqlalchemy import JSON, MetaData, Table
+from sqlalchemy import JSON, Boolean, DateTime, Integer, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .auth import service_caller
 from .events import now
@@ -28,6 +29,32 @@ Json = JSON().with_variant(JSONB(), "postgresql")
 def service_tables(metadata: MetaData) -> tuple[Table, Table]:
     """The outbox and idempotency-key tables every service keeps beside its own."""
     return outbox_table(metadata), idempotency_table(metadata)
+
+
+class AggregateRow:
+    """The columns of every aggregate table: its id, its version, who made it and when it changed.
+    A table whose ``created_at`` (or other column) is indexed declares that column again."""
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PersonRow(AggregateRow):
+    """An aggregate of one person's: the NHS number its events are about, and its state."""
+
+    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+
+
+class Agreement:
+    """Who agreed the aggregate with the person, whether the person did, and when."""
+
+    agreed_by: Mapped[str | None] = mapped_column(String(200))
+    person_agreed: Mapped[bool | None] = mapped_column(Boolean)
+    agreed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 def changed_by() -> dict:
@@ -68,23 +95,22 @@ class StateMachine:
         return allowed[action]
 
 
+@dataclass(eq=False)
 class Aggregate:
     """One kind of versioned row of a service (a plan, a decision): how it is loaded, moved
     through its states and changed, each change a new version with its event.
 
     The row has ``id``, ``nhs_number`` (the event's subject), ``status``, ``version`` and
-    ``updated_at``. A service whose change records more (a version history, who changed it last)
-    overrides :meth:`bump` or :meth:`emit`.
+    ``updated_at`` (a model built on :class:`PersonRow` has them all). A service whose change
+    records more (a version history, who changed it last) overrides :meth:`bump` or :meth:`emit`.
     """
 
-    def __init__(self, service: str, model: type, noun: str, machine: StateMachine, outbox: Table,
-                 event_data: Callable[..., dict]):
-        self.service = service
-        self.model = model
-        self.noun = noun
-        self.machine = machine
-        self.outbox = outbox
-        self.event_data = event_data
+    service: str
+    model: type
+    noun: str
+    machine: StateMachine
+    outbox: Table
+    event_data: Callable[..., dict] | None
 
     def load(self, session: Session, aggregate_id: str, for_update: bool = False):
         return load_or_404(session, self.model, aggregate_id, self.noun, for_update)

@@ -11,9 +11,10 @@ import re
 import uuid
 from datetime import datetime, timezone
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .nhs_number import NHSNumber
+from .shapes import TolerantSchema
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -54,11 +55,8 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-class PrioritySchema(Schema):
+class PrioritySchema(TolerantSchema):
     """What matters to the person, in the shape every service shares."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.UUID(load_default=None)
     text = fields.String(required=True, validate=validate.Length(min=1, max=500))
@@ -86,11 +84,8 @@ def stamp_priorities(priorities: list[dict], at: datetime | None = None) -> list
     return out
 
 
-class PriorityOut(Schema):
+class PriorityOut(TolerantSchema):
     """Priority as it travels in an event (already stamped)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.String(required=True)
     text = fields.String(required=True, validate=validate.Length(min=1, max=500))
@@ -101,11 +96,8 @@ class PriorityOut(Schema):
     recorded_at = fields.String(required=True)
 
 
-class EnvelopeSchema(Schema):
+class EnvelopeSchema(TolerantSchema):
     """A CloudEvents 1.0 structured-mode event, with our extensions."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     specversion = fields.String(required=True, validate=validate.Equal(SPECVERSION))
     id = fields.UUID(required=True)

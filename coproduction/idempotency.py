@@ -98,3 +98,13 @@ def create_once(table: Table, create: Callable[[Session], tuple[dict, str]], *,
             raise conflict() from None
         raise
     return with_etag(payload, 201, {"Location": location})
+
+
+def created(command: Callable[[Session, dict], tuple], body: dict, representation: Callable[[object], dict],
+            collection: str) -> Callable[[Session], tuple[dict, str]]:
+    """The ``create`` of :func:`create_once` for a command that returns ``(row, event)``: the new
+    row's representation, at ``<collection>/<id>``."""
+    def create(session: Session) -> tuple[dict, str]:
+        row = command(session, body)[0]
+        return representation(row), f"{collection}/{row.id}"
+    return create

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, any_,
                         bindparam, func, select, text, update)
@@ -81,17 +82,16 @@ def read_feed(session: Session, table: Table, after: int, limit: int) -> list[di
     return [{"position": row.id, "event": json.loads(row.body)} for row in rows]
 
 
+@dataclass(eq=False)
 class Relay:
-    def __init__(self, db: Database, table: Table, publisher: Publisher, batch_size: int = 500,
-                 idle_wait: float = 0.05, window: int = 5000):
-        self.db = db
-        self.table = table
-        self.publisher = publisher
-        self.batch_size = batch_size
-        self.idle_wait = idle_wait
-        self.window = window
-        self.stopping = threading.Event()
-        self._listener = None
+    db: Database
+    table: Table
+    publisher: Publisher
+    batch_size: int = 500
+    idle_wait: float = 0.05
+    window: int = 5000
+    stopping: threading.Event = field(default_factory=threading.Event, init=False)
+    _listener: object = field(default=None, init=False)
 
     def _claim(self, session: Session):
         t = self.table

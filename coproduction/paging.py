@@ -18,6 +18,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Callable
 
+from marshmallow import Schema, fields, validate
 from sqlalchemy import and_, or_
 
 from .events import iso
@@ -102,3 +103,29 @@ def keyset_page(session, stmt, model, limit: int, cursor: str | None) -> tuple[l
     """One page of ``stmt`` over ``model`` after ``cursor``; return the rows and the next cursor."""
     rows = session.execute(keyset_query(stmt, model.created_at, model.id, limit, cursor)).scalars().all()
     return keyset_split(rows, limit, lambda row: (row.created_at, row.id))
+
+
+def where_given(stmt, model, query: dict, *names: str):
+    """``stmt`` narrowed to the rows whose column ``name`` equals the query's, for each of
+    ``names`` the query gives (one it leaves out or empty narrows nothing)."""
+    for name in names:
+        if query.get(name):
+            stmt = stmt.where(getattr(model, name) == str(query[name]))
+    return stmt
+
+
+def limit_field(maximum: int) -> fields.Integer:
+    """A list's ``limit`` query parameter: 50 unless asked, from 1 to ``maximum``."""
+    return fields.Integer(load_default=50, validate=validate.Range(min=1, max=maximum))
+
+
+def page_schema(name: str, item: type[Schema], *, withheld: bool = True, **before) -> type[Schema]:
+    """The schema of one page of a paged list: ``before`` (fields that head the page), its
+    ``items``, the ``next_cursor`` (null on the last page) and, on lists the gateway filters by
+    what the caller may see, how many items it ``withheld``."""
+    declared = dict(before, items=fields.List(fields.Nested(item)), next_cursor=fields.String(allow_none=True))
+    if withheld:
+        declared["withheld"] = fields.Integer(metadata={
+            "description": "through the gateway: items of this page left out "
+                           "because the caller may not see them (docs/access.md)"})
+    return Schema.from_dict(declared, name=name)

@@ -7,10 +7,10 @@ import json
 import flask_smorest
 from sqlalchemy import select
 
-from coproduction.auth import requires
 from coproduction.http import ctx, with_etag
-from coproduction.idempotency import create_once
-from coproduction.paging import keyset_page
+from coproduction.idempotency import create_once, created
+from coproduction.paging import keyset_page, where_given
+from coproduction.routes import action_routes, endpoint
 
 from . import domain, handlers
 from .handlers import BUDGETS, budget_json
@@ -31,118 +31,63 @@ def _write(command, *args):
 
 
 # -- budgets -------------------------------------------------------------------------------
-@bp.route("", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(BudgetCreateSchema)
-@bp.response(201, BudgetSchema)
+@endpoint(bp, "", "budgets:write", BudgetSchema, method="POST", body=BudgetCreateSchema, status=201)
 def create_budget(body):
-    def create(session):
-        budget, _event = handlers.create(session, body)
-        return budget_json(budget), f"/v1/budgets/{budget.id}"
-    return create_once(idempotency_keys, create)
+    return create_once(idempotency_keys, created(handlers.create, body, budget_json, "/v1/budgets"))
 
 
-@bp.route("", methods=["GET"])
-@requires("budgets:read")
-@bp.arguments(BudgetListQuery, location="query")
-@bp.response(200, BudgetListSchema)
+@endpoint(bp, "", "budgets:read", BudgetListSchema, body=BudgetListQuery, location="query")
 def list_budgets(query):
-    stmt = select(Budget).where(Budget.nhs_number == query["nhs_number"])
-    if query["plan_id"]:
-        stmt = stmt.where(Budget.plan_id == str(query["plan_id"]))
-    if query["status"]:
-        stmt = stmt.where(Budget.status == query["status"])
+    stmt = where_given(select(Budget), Budget, query, "nhs_number", "plan_id", "status")
     with ctx().db.session() as session:
         rows, next_cursor = keyset_page(session, stmt, Budget, query["limit"], query["cursor"])
         return {"items": [budget_json(b) for b in rows], "next_cursor": next_cursor}
 
 
-@bp.route("/<budget_id>", methods=["GET"])
-@requires("budgets:read")
-@bp.response(200, BudgetSchema)
+@endpoint(bp, "/<budget_id>", "budgets:read", BudgetSchema)
 def get_budget(budget_id):
     with ctx().db.session() as session:
         return with_etag(budget_json(BUDGETS.load(session, budget_id)))
 
 
-@bp.route("/<budget_id>", methods=["PATCH"])
-@requires("budgets:write")
-@bp.arguments(BudgetPatchSchema)
-@bp.response(200, BudgetSchema)
+@endpoint(bp, "/<budget_id>", "budgets:write", BudgetSchema, method="PATCH", body=BudgetPatchSchema)
 def patch_budget(body, budget_id):
     change = body.pop("change")
     return _write(handlers.change, budget_id, body, change)
 
 
 # -- life cycle ----------------------------------------------------------------------------
-@bp.route("/<budget_id>/start-planning", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(StartPlanningSchema)
-@bp.response(200, BudgetSchema)
+@endpoint(bp, "/<budget_id>/start-planning", "budgets:write", BudgetSchema, method="POST",
+          body=StartPlanningSchema)
 def start_planning(body, budget_id):
     """requested → planning: support planning with the person begins."""
     return _write(handlers.start_planning, budget_id, body)
 
 
-@bp.route("/<budget_id>/agree", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(AgreeSchema)
-@bp.response(200, BudgetSchema)
-def agree_budget(body, budget_id):
-    """planning → agreed: the person and the professional agree how the money meets their priorities."""
-    return _write(handlers.agree, budget_id, body)
-
-
-@bp.route("/<budget_id>/activate", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(ActivateSchema)
-@bp.response(200, BudgetSchema)
-def activate_budget(body, budget_id):
-    """agreed → active: the money starts to flow."""
-    return _write(handlers.activate, budget_id, body)
-
-
-@bp.route("/<budget_id>/review", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(ReviewSchema)
-@bp.response(200, BudgetSchema)
+@endpoint(bp, "/<budget_id>/review", "budgets:write", BudgetSchema, method="POST", body=ReviewSchema)
 def review_budget(body, budget_id):
     """``action: start`` (active → under_review) or ``action: complete`` (under_review → active)."""
     command = handlers.start_review if body["action"] == "start" else handlers.complete_review
     return _write(command, budget_id, body)
 
 
-@bp.route("/<budget_id>/suspend", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(SuspendSchema)
-@bp.response(200, BudgetSchema)
-def suspend_budget(body, budget_id):
-    """active or under_review → suspended, with the reason and from when (and until when, if known)."""
-    return _write(handlers.suspend, budget_id, body)
+def _life_cycle(action: str, body: dict, budget_id: str):
+    return _write(getattr(handlers, action), budget_id, body)
 
 
-@bp.route("/<budget_id>/resume", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(ResumeSchema)
-@bp.response(200, BudgetSchema)
-def resume_budget(body, budget_id):
-    """suspended → active."""
-    return _write(handlers.resume, budget_id, body)
-
-
-@bp.route("/<budget_id>/end", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(EndSchema)
-@bp.response(200, BudgetSchema)
-def end_budget(body, budget_id):
-    """Any state but ended → ended (final), with the reason and the date it ends."""
-    return _write(handlers.end, budget_id, body)
+action_routes(bp, "/<budget_id>/{action}", "budgets:write", BudgetSchema, "{action}_budget", _life_cycle, [
+    ("agree", AgreeSchema,
+     "planning → agreed: the person and the professional agree how the money meets their priorities."),
+    ("activate", ActivateSchema, "agreed → active: the money starts to flow."),
+    ("suspend", SuspendSchema,
+     "active or under_review → suspended, with the reason and from when (and until when, if known)."),
+    ("resume", ResumeSchema, "suspended → active."),
+    ("end", EndSchema, "Any state but ended → ended (final), with the reason and the date it ends."),
+])
 
 
 # -- line items ----------------------------------------------------------------------------
-@bp.route("/<budget_id>/line-items", methods=["GET"])
-@requires("budgets:read")
-@bp.response(200, LineItemListSchema)
+@endpoint(bp, "/<budget_id>/line-items", "budgets:read", LineItemListSchema)
 def list_line_items(budget_id):
     with ctx().db.session() as session:
         budget = BUDGETS.load(session, budget_id)
@@ -150,10 +95,8 @@ def list_line_items(budget_id):
                           "items": budget.content["line_items"]})
 
 
-@bp.route("/<budget_id>/line-items", methods=["POST"])
-@requires("budgets:write")
-@bp.arguments(LineItemCreateSchema)
-@bp.response(201, BudgetSchema)
+@endpoint(bp, "/<budget_id>/line-items", "budgets:write", BudgetSchema, method="POST",
+          body=LineItemCreateSchema, status=201)
 def add_line_item(body, budget_id):
     change = body.pop("change")
 
@@ -163,8 +106,7 @@ def add_line_item(body, budget_id):
     return create_once(idempotency_keys, add)
 
 
-@bp.route("/<budget_id>/line-items/<item_id>", methods=["GET"])
-@requires("budgets:read")
+@endpoint(bp, "/<budget_id>/line-items/<item_id>", "budgets:read")
 def get_line_item(budget_id, item_id):
     with ctx().db.session() as session:
         budget = BUDGETS.load(session, budget_id)
@@ -172,28 +114,22 @@ def get_line_item(budget_id, item_id):
         return with_etag(dict(item, budget_id=budget.id, nhs_number=budget.nhs_number, version=budget.version))
 
 
-@bp.route("/<budget_id>/line-items/<item_id>", methods=["PATCH"])
-@requires("budgets:write")
-@bp.arguments(LineItemPatchSchema)
-@bp.response(200, BudgetSchema)
+@endpoint(bp, "/<budget_id>/line-items/<item_id>", "budgets:write", BudgetSchema, method="PATCH",
+          body=LineItemPatchSchema)
 def patch_line_item(body, budget_id, item_id):
     change = body.pop("change")
     return _write(handlers.change_line_item, budget_id, item_id, body, change)
 
 
-@bp.route("/<budget_id>/line-items/<item_id>", methods=["DELETE"])
-@requires("budgets:write")
-@bp.arguments(ChangeQuery, location="query")
-@bp.response(200, BudgetSchema)
+@endpoint(bp, "/<budget_id>/line-items/<item_id>", "budgets:write", BudgetSchema, method="DELETE",
+          body=ChangeQuery, location="query")
 def delete_line_item(change, budget_id, item_id):
     """Remove a line item; the reason and dates of the change go in the query (?reason=…)."""
     return _write(handlers.remove_line_item, budget_id, item_id, change)
 
 
 # -- history -------------------------------------------------------------------------------
-@bp.route("/<budget_id>/changes", methods=["GET"])
-@requires("budgets:read")
-@bp.response(200, ChangeHistorySchema)
+@endpoint(bp, "/<budget_id>/changes", "budgets:read", ChangeHistorySchema)
 def budget_changes(budget_id):
     """Every event of this budget, oldest first: what changed, why, from when, and who changed it."""
     with ctx().db.session() as session:

@@ -6,9 +6,10 @@ items added / removed / changed, the reason, and from when (and until when) it t
 """
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
 from coproduction.events import PriorityOut, event_type
+from coproduction.shapes import TolerantSchema
 
 from .domain import BUDGET_STATUSES, CURRENCY
 
@@ -17,38 +18,26 @@ TYPES = ("budget.created", "budget.planning-started", "budget.agreed", "budget.a
          "budget.resumed", "budget.ended")
 
 
-class FieldChange(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class FieldChange(TolerantSchema):
     field = fields.String(required=True)
     from_ = fields.Raw(data_key="from", allow_none=True, required=True)
     to = fields.Raw(allow_none=True, required=True)
 
 
-class ItemChange(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class ItemChange(TolerantSchema):
     id = fields.String(required=True)
     description = fields.String(required=True)
     fields_ = fields.List(fields.Nested(FieldChange), data_key="fields", required=True)
 
 
-class LineItemChanges(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class LineItemChanges(TolerantSchema):
     added = fields.List(fields.Dict(), required=True)
     removed = fields.List(fields.Dict(), required=True)
     changed = fields.List(fields.Nested(ItemChange), required=True)
 
 
-class Change(Schema):
+class Change(TolerantSchema):
     """What one event changed."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     summary = fields.String(required=True)
     fields_ = fields.List(fields.Nested(FieldChange), data_key="fields", required=True)
@@ -58,11 +47,8 @@ class Change(Schema):
     effective_to = fields.String(allow_none=True, required=True)
 
 
-class BudgetEventData(Schema):
+class BudgetEventData(TolerantSchema):
     """Every budget event carries the budget's current state, so no consumer needs a second call."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     budget_id = fields.String(required=True)
     plan_id = fields.String(required=True)

@@ -6,10 +6,12 @@ plan) are named in each 422 message as ``(rule: …)`` so a caller can tell them
 """
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
+from coproduction.shapes import StrictSchema, TolerantSchema
 
 from .domain import (BUDGET_STATUSES, CATEGORIES, CURRENCY, EXCLUDED_CATEGORIES, FREQUENCIES,
                      HOLDER_RELATIONSHIPS, HOLDING_TYPES, KINDS, RULE_EXCLUDED, RULE_PLAN, RULE_PRIORITIES,
@@ -35,11 +37,8 @@ def check_category(value: str) -> None:
         raise ValidationError(f"Must be one of: {', '.join(CATEGORIES)}.")
 
 
-class HoldingSchema(Schema):
+class HoldingSchema(StrictSchema):
     """Where part of the money is held: by the NHS (notional), a third party, or the person."""
-
-    class Meta:
-        unknown = RAISE
 
     type = fields.String(required=True, validate=validate.OneOf(HOLDING_TYPES))
     pence = Pence(required=True)
@@ -47,11 +46,8 @@ class HoldingSchema(Schema):
                       metadata={"description": "Who manages it, e.g. 'ICB', 'Independent user trust'"})
 
 
-class HolderSchema(Schema):
+class HolderSchema(StrictSchema):
     """Who holds the budget: the person, or someone on their behalf."""
-
-    class Meta:
-        unknown = RAISE
 
     relationship = fields.String(load_default="person", validate=validate.OneOf(HOLDER_RELATIONSHIPS))
     name = Text(200, load_default=None, allow_none=True)
@@ -83,28 +79,25 @@ def _line_item_fields(required: bool) -> dict:
     }
 
 
-def _item_dates(data: dict) -> None:
-    start, end = data.get("effective_from"), data.get("effective_to")
-    if start and end and end < start:
-        raise ValidationError("effective_to cannot be before effective_from.", "effective_to")
+class DatesInOrder(StrictSchema):
+    """A body whose ``effective_to``, if sent, is not before its ``effective_from``."""
+
+    @validates_schema
+    def _dates(self, data, **kwargs):
+        start, end = data.get("effective_from"), data.get("effective_to")
+        if start and end and end < start:
+            raise ValidationError("effective_to cannot be before effective_from.", "effective_to")
 
 
-class LineItemSchema(Schema.from_dict(_line_item_fields(True))):
+class LineItemSchema(Schema.from_dict(_line_item_fields(True)), DatesInOrder):
     class Meta:
         unknown = RAISE
 
     id = fields.UUID(load_default=None)
 
-    @validates_schema
-    def _dates(self, data, **kwargs):
-        _item_dates(data)
 
-
-class ChangeSchema(Schema):
+class ChangeSchema(DatesInOrder):
     """Why a change is made and from when it takes effect (optionally until when)."""
-
-    class Meta:
-        unknown = RAISE
 
     reason = Text(1000, load_default=None, allow_none=True,
                   metadata={"description": "Required once the budget is agreed"})
@@ -112,10 +105,6 @@ class ChangeSchema(Schema):
                                  metadata={"description": "Default: today"})
     effective_to = fields.Date(load_default=None, allow_none=True,
                                metadata={"description": "For a temporary change"})
-
-    @validates_schema
-    def _dates(self, data, **kwargs):
-        _item_dates(data)
 
 
 class LineItemCreateSchema(LineItemSchema):
@@ -134,10 +123,7 @@ class LineItemPatchSchema(Schema.from_dict(_line_item_fields(False))):
             raise ValidationError("Nothing to change: give at least one field of the line item.")
 
 
-class BudgetCreateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class BudgetCreateSchema(StrictSchema):
     nhs_number = NHSNumber(required=True)
     plan_id = fields.UUID(required=True, error_messages={
         "required": PLAN_REQUIRED, "null": PLAN_REQUIRED,
@@ -176,10 +162,7 @@ class BudgetCreateSchema(Schema):
             raise ValidationError(errors)
 
 
-class BudgetPatchSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class BudgetPatchSchema(StrictSchema):
     plan_id = fields.UUID(error_messages={"null": PLAN_REQUIRED})
     kind = fields.String(validate=validate.OneOf(KINDS))
     annual_pence = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_PENCE))
@@ -196,18 +179,12 @@ class BudgetPatchSchema(Schema):
             raise ValidationError("Nothing to change: give at least one field of the budget.")
 
 
-class StartPlanningSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class StartPlanningSchema(StrictSchema):
     care_coordinator = Text(200, load_default=None, allow_none=True)
     note = Text(1000, load_default=None, allow_none=True)
 
 
-class AgreeSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class AgreeSchema(StrictSchema):
     agreed_by = Text(200, required=True, metadata={"description": "The professional who agreed the budget"})
     person_agreed = StrictBoolean(required=True, validate=validate.Equal(
         True, error="A personal health budget is agreed with the person (or their representative): "
@@ -215,17 +192,11 @@ class AgreeSchema(Schema):
     next_review_date = fields.Date(load_default=None, allow_none=True)
 
 
-class ActivateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ActivateSchema(StrictSchema):
     start_date = fields.Date(load_default=None, allow_none=True, metadata={"description": "Default: today"})
 
 
-class ReviewSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ReviewSchema(StrictSchema):
     action = fields.String(required=True, validate=validate.OneOf(("start", "complete")),
                            metadata={"description": "start: active → under_review; complete: back to active"})
     reason = Text(1000, load_default=None, allow_none=True, metadata={"description": "Why (to start)"})
@@ -240,52 +211,33 @@ class ReviewSchema(Schema):
             raise ValidationError("Record the outcome of the review.", "outcome")
 
 
-class SuspendSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class SuspendSchema(DatesInOrder):
     reason = Text(1000, required=True)
     effective_from = fields.Date(load_default=None, allow_none=True, metadata={"description": "Default: today"})
     effective_to = fields.Date(load_default=None, allow_none=True,
                                metadata={"description": "When it is expected to resume, if known"})
 
-    @validates_schema
-    def _dates(self, data, **kwargs):
-        _item_dates(data)
 
-
-class ResumeSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ResumeSchema(StrictSchema):
     reason = Text(1000, load_default=None, allow_none=True)
     effective_from = fields.Date(load_default=None, allow_none=True)
 
 
-class EndSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class EndSchema(StrictSchema):
     reason = Text(1000, required=True)
     effective_from = fields.Date(load_default=None, allow_none=True, metadata={"description": "Default: today"})
 
 
-class ChangeQuery(Schema):
+class ChangeQuery(StrictSchema):
     """The change's reason and dates, for DELETE (which has no body)."""
-
-    class Meta:
-        unknown = RAISE
 
     reason = Text(1000, load_default=None)
     effective_from = fields.Date(load_default=None)
     effective_to = fields.Date(load_default=None)
 
 
-class BudgetSchema(Schema):
+class BudgetSchema(TolerantSchema):
     """A budget as returned (documentation; responses are built by ``handlers.budget_json``)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.String()
     version = fields.Integer()
@@ -314,22 +266,15 @@ class BudgetSchema(Schema):
     updated_at = fields.String()
 
 
-class BudgetListQuery(Schema):
-    class Meta:
-        unknown = RAISE
-
+class BudgetListQuery(StrictSchema):
     nhs_number = NHSNumber(required=True)
     plan_id = fields.UUID(load_default=None)
     status = fields.String(load_default=None, validate=validate.OneOf(BUDGET_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = limit_field(200)
     cursor = fields.String(load_default=None, validate=validate.Length(max=500))
 
 
-class BudgetListSchema(Schema):
-    items = fields.List(fields.Nested(BudgetSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+BudgetListSchema = page_schema("BudgetListSchema", BudgetSchema)
 
 
 class LineItemListSchema(Schema):

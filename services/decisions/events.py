@@ -5,18 +5,16 @@ Every event carries the decision's whole current state, including the person's c
 """
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
 from coproduction.events import PriorityOut, event_type
+from coproduction.shapes import TolerantSchema
 
 TYPES = ("decision.opened", "decision.updated", "decision.recorded", "decision.deferred",
          "decision.followed-up", "decision.superseded")
 
 
-class DecisionEventData(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class DecisionEventData(TolerantSchema):
     decision_id = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(("opened", "recorded", "deferred", "superseded")))
     setting = fields.String(required=True)

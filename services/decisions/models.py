@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, MetaData, String
+from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from coproduction.aggregate import Json, service_tables
+from coproduction.aggregate import Json, PersonRow, service_tables
 
 
 class Base(DeclarativeBase):
@@ -16,18 +16,12 @@ class Base(DeclarativeBase):
 outbox, idempotency_keys = service_tables(Base.metadata)
 
 
-class Decision(Base):
+class Decision(PersonRow, Base):
     __tablename__ = "decisions"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
-    status: Mapped[str] = mapped_column(String(20))
-    version: Mapped[int] = mapped_column(Integer)
     setting: Mapped[str] = mapped_column(String(20))
     encounter_id: Mapped[str | None] = mapped_column(String(100))
     content: Mapped[dict] = mapped_column(Json)
     supersedes: Mapped[str | None] = mapped_column(String(36))
     superseded_by: Mapped[str | None] = mapped_column(String(36))
-    created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

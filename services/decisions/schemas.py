@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from coproduction.events import PrioritySchema, StrictBoolean, now
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
+from coproduction.shapes import StrictSchema, TolerantSchema
 
 SETTINGS = ("primary", "outpatient", "inpatient", "community", "mental_health")
 STATUSES = ("opened", "recorded", "deferred", "superseded")
@@ -53,10 +55,7 @@ class NaturalFrequency(fields.String):
         return f"{count:,} in {out_of:,}"
 
 
-class RiskSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class RiskSchema(StrictSchema):
     text = Text(500, required=True, metadata={"description": "The harm, in plain words"})
     natural_frequency = NaturalFrequency(required=True, metadata={"example": "10 in 100"})
     timeframe = Text(100, load_default=None, allow_none=True, metadata={"example": "over 5 years"})
@@ -65,10 +64,7 @@ class RiskSchema(Schema):
     out_of = fields.Integer(metadata={"description": "Read-only: N of \"x in N\""})
 
 
-class OptionSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class OptionSchema(StrictSchema):
     id = fields.UUID(load_default=None, metadata={"description": "Given by the service if absent"})
     label = Text(200, required=True)
     description = Text(2000, load_default=None, allow_none=True)
@@ -79,21 +75,15 @@ class OptionSchema(Schema):
     consequences = fields.List(Text(500), load_default=list, validate=validate.Length(max=20))
 
 
-class DecisionAidSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class DecisionAidSchema(StrictSchema):
     title = Text(300, required=True)
     url = fields.Url(load_default=None, allow_none=True, validate=validate.Length(max=1000))
     format = fields.String(load_default="other", validate=validate.OneOf(AID_FORMATS))
     source = Text(200, load_default=None, allow_none=True, metadata={"example": "NICE"})
 
 
-class FollowUpSchema(Schema):
+class FollowUpSchema(StrictSchema):
     """What was done after the conversation; only the fields sent change (send null to clear one)."""
-
-    class Meta:
-        unknown = RAISE
 
     summary_given = StrictBoolean(allow_none=True,
                                   metadata={"description": "A written summary was given to the person"})
@@ -128,11 +118,8 @@ def check_options(options: list[dict]) -> None:
         raise ValidationError("Two options have the same label.", "options")
 
 
-class DecisionFields(Schema):
+class DecisionFields(StrictSchema):
     """The parts of a decision a clinician and the person write together."""
-
-    class Meta:
-        unknown = RAISE
 
     setting = fields.String(required=True, validate=validate.OneOf(SETTINGS))
     encounter_id = Text(100, load_default=None, allow_none=True,
@@ -170,11 +157,8 @@ class DecisionPatchSchema(DecisionFields):
         super().__init__(*args, **kwargs)
 
 
-class SupersedeSchema(Schema):
+class SupersedeSchema(StrictSchema):
     """Revisit a decision: a new one replaces it. Fields not given are carried over from the old one."""
-
-    class Meta:
-        unknown = RAISE
 
     reason = Text(1000, required=True, metadata={"description": "Why the decision is being revisited"})
     setting = fields.String(validate=validate.OneOf(SETTINGS))
@@ -191,10 +175,7 @@ class SupersedeSchema(Schema):
             check_options(data["options"])
 
 
-class RecordSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class RecordSchema(StrictSchema):
     chosen_option_id = fields.UUID(required=True)
     persons_reason = Text(2000, required=True, metadata={"description": "The person's reason, in their words"})
     clinician = Text(200, required=True, metadata={"description": "Who made the decision with the person"})
@@ -203,21 +184,15 @@ class RecordSchema(Schema):
     follow_up = fields.Nested(FollowUpSchema, load_default=None, allow_none=True)
 
 
-class DeferSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class DeferSchema(StrictSchema):
     reason = Text(1000, required=True, metadata={"example": "Wants to talk it over with his wife"})
     revisit_by = fields.Date(required=True, validate=not_past)
     clinician = Text(200, load_default=None, allow_none=True)
 
 
 
-class DecisionSchema(Schema):
+class DecisionSchema(TolerantSchema):
     """A decision as returned (documentation; responses are built by ``handlers.decision_json``)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.String()
     version = fields.Integer()
@@ -246,12 +221,8 @@ class DecisionListQuery(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     setting = fields.String(validate=validate.OneOf(SETTINGS))
     encounter_id = Text(100)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = limit_field(200)
     cursor = Text(200)
 
 
-class DecisionListSchema(Schema):
-    items = fields.List(fields.Nested(DecisionSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+DecisionListSchema = page_schema("DecisionListSchema", DecisionSchema)

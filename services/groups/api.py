@@ -8,11 +8,11 @@ import flask_smorest
 from flask import current_app
 from sqlalchemy import select
 
-from coproduction.auth import requires
 from coproduction.events import iso
 from coproduction.http import ctx, with_etag
 from coproduction.idempotency import create_once
-from coproduction.paging import keyset_page
+from coproduction.paging import keyset_page, where_given
+from coproduction.routes import action_routes, endpoint
 
 from . import domain, handlers
 from .handlers import COURSES
@@ -75,10 +75,7 @@ def _enrolment_write(command, *args):
 
 
 # -- courses -------------------------------------------------------------------------------
-@courses.route("", methods=["POST"])
-@requires("groups:write")
-@courses.arguments(CourseCreateSchema)
-@courses.response(201, CourseSchema)
+@endpoint(courses, "", "groups:write", CourseSchema, method="POST", body=CourseCreateSchema, status=201)
 def create_course(body):
     min_of_six = current_app.config["GROUPS_COMPLETION_MIN_SESSIONS"]
 
@@ -88,75 +85,45 @@ def create_course(body):
     return create_once(idempotency_keys, create)
 
 
-@courses.route("", methods=["GET"])
-@requires("groups:read")
-@courses.arguments(CourseListQuery, location="query")
-@courses.response(200, CourseListSchema)
+@endpoint(courses, "", "groups:read", CourseListSchema, body=CourseListQuery, location="query")
 def list_courses(query):
     with ctx().db.session() as session:
-        stmt = select(Course)
-        if query.get("programme"):
-            stmt = stmt.where(Course.programme == query["programme"])
-        if query.get("status"):
-            stmt = stmt.where(Course.status == query["status"])
+        stmt = where_given(select(Course), Course, query, "programme", "status")
         rows, next_cursor = keyset_page(session, stmt, Course, query["limit"], query.get("cursor"))
         taken = handlers.places_taken(session, [c.id for c in rows])
         return {"items": [course_json(c, taken.get(c.id, 0)) for c in rows], "next_cursor": next_cursor}
 
 
-@courses.route("/<course_id>", methods=["GET"])
-@requires("groups:read")
-@courses.response(200, CourseSchema)
+@endpoint(courses, "/<course_id>", "groups:read", CourseSchema)
 def get_course(course_id):
     with ctx().db.session() as session:
         course = COURSES.load(session, course_id)
         return with_etag(course_json(course, handlers.taken(session, course)))
 
 
-@courses.route("/<course_id>", methods=["PATCH"])
-@requires("groups:write")
-@courses.arguments(CoursePatchSchema)
-@courses.response(200, CourseSchema)
+@endpoint(courses, "/<course_id>", "groups:write", CourseSchema, method="PATCH", body=CoursePatchSchema)
 def patch_course(body, course_id):
     with ctx().db.session() as session:
         course = handlers.change_course(session, course_id, body)
         return with_etag(course_json(course, handlers.taken(session, course)))
 
 
-def _move_course(course_id: str, action: str, reason: str | None = None):
+def _move_course(action: str, body: dict | None, course_id: str):
     with ctx().db.session() as session:
-        course, _events = handlers.move_course(session, course_id, action, reason)
+        course, _events = handlers.move_course(session, course_id, action, body["reason"] if body else None)
         return with_etag(course_json(course, handlers.taken(session, course)))
 
 
-@courses.route("/<course_id>/start", methods=["POST"])
-@requires("groups:write")
-@courses.response(200, CourseSchema)
-def start_course(course_id):
-    return _move_course(course_id, "start")
+action_routes(courses, "/<course_id>/{action}", "groups:write", CourseSchema, "{action}_course", _move_course,
+              [
+                  ("start", None, None),
+                  ("finish", None, "Finish the course: every open enrolment is settled by the completion rule."),
+                  ("cancel", ReasonSchema, "Cancel the course: every open enrolment is withdrawn, with the reason."),
+              ])
 
 
-@courses.route("/<course_id>/finish", methods=["POST"])
-@requires("groups:write")
-@courses.response(200, CourseSchema)
-def finish_course(course_id):
-    """Finish the course: every open enrolment is settled by the completion rule."""
-    return _move_course(course_id, "finish")
-
-
-@courses.route("/<course_id>/cancel", methods=["POST"])
-@requires("groups:write")
-@courses.arguments(ReasonSchema)
-@courses.response(200, CourseSchema)
-def cancel_course(body, course_id):
-    """Cancel the course: every open enrolment is withdrawn, with the reason."""
-    return _move_course(course_id, "cancel", body["reason"])
-
-
-@courses.route("/<course_id>/enrolments", methods=["POST"])
-@requires("groups:write")
-@courses.arguments(EnrolmentCreateSchema)
-@courses.response(201, EnrolmentSchema)
+@endpoint(courses, "/<course_id>/enrolments", "groups:write", EnrolmentSchema, method="POST",
+          body=EnrolmentCreateSchema, status=201)
 def enrol(body, course_id):
     def create(session):
         course, e, _event = handlers.enrol(session, course_id, body)
@@ -168,46 +135,31 @@ def enrol(body, course_id):
 
 
 # -- enrolments ----------------------------------------------------------------------------
-@enrolments.route("", methods=["GET"])
-@requires("groups:read")
-@enrolments.arguments(EnrolmentListQuery, location="query")
-@enrolments.response(200, EnrolmentListSchema)
+@endpoint(enrolments, "", "groups:read", EnrolmentListSchema, body=EnrolmentListQuery, location="query")
 def list_enrolments(query):
     with ctx().db.session() as session:
-        stmt = select(Enrolment)
-        if query.get("nhs_number"):
-            stmt = stmt.where(Enrolment.nhs_number == query["nhs_number"])
-        if query.get("course_id"):
-            stmt = stmt.where(Enrolment.course_id == str(query["course_id"]))
-        if query.get("status"):
-            stmt = stmt.where(Enrolment.status == query["status"])
+        stmt = where_given(select(Enrolment), Enrolment, query, "nhs_number", "course_id", "status")
         rows, next_cursor = keyset_page(session, stmt, Enrolment, query["limit"], query.get("cursor"))
         course_ids = sorted({e.course_id for e in rows})
         by_id = {c.id: c for c in session.execute(select(Course).where(Course.id.in_(course_ids))).scalars()}
         return {"items": [enrolment_json(e, by_id[e.course_id]) for e in rows], "next_cursor": next_cursor}
 
 
-@enrolments.route("/<enrolment_id>", methods=["GET"])
-@requires("groups:read")
-@enrolments.response(200, EnrolmentSchema)
+@endpoint(enrolments, "/<enrolment_id>", "groups:read", EnrolmentSchema)
 def get_enrolment(enrolment_id):
     with ctx().db.session() as session:
         course, e = handlers.load_enrolment(session, enrolment_id)
         return with_etag(enrolment_json(e, course))
 
 
-@enrolments.route("/<enrolment_id>/confirm", methods=["POST"])
-@requires("groups:write")
-@enrolments.response(200, EnrolmentSchema)
+@endpoint(enrolments, "/<enrolment_id>/confirm", "groups:write", EnrolmentSchema, method="POST")
 def confirm(enrolment_id):
     """The referred person takes up their place: referred -> enrolled."""
     return _enrolment_write(handlers.confirm, enrolment_id)
 
 
-@enrolments.route("/<enrolment_id>/attendance", methods=["POST"])
-@requires("groups:write")
-@enrolments.arguments(AttendanceSchema)
-@enrolments.response(200, EnrolmentSchema)
+@endpoint(enrolments, "/<enrolment_id>/attendance", "groups:write", EnrolmentSchema, method="POST",
+          body=AttendanceSchema)
 def record_attendance(body, enrolment_id):
     """Record whether the person attended a session (again for the same session corrects it).
 
@@ -218,10 +170,8 @@ def record_attendance(body, enrolment_id):
     return _enrolment_write(handlers.record_attendance, enrolment_id, body)
 
 
-@enrolments.route("/<enrolment_id>/action-plans", methods=["POST"])
-@requires("groups:write")
-@enrolments.arguments(ActionPlanSchema)
-@enrolments.response(201, EnrolmentSchema)
+@endpoint(enrolments, "/<enrolment_id>/action-plans", "groups:write", EnrolmentSchema, method="POST",
+          body=ActionPlanSchema, status=201)
 def add_action_plan(body, enrolment_id):
     """Record the person's action plan for a week; the response is the whole enrolment."""
     with ctx().db.session() as session:
@@ -230,19 +180,15 @@ def add_action_plan(body, enrolment_id):
                          {"Location": f"/v1/enrolments/{e.id}#action-plan-{plan['id']}"})
 
 
-@enrolments.route("/<enrolment_id>/action-plans/<plan_id>/result", methods=["POST"])
-@requires("groups:write")
-@enrolments.arguments(ActionResultSchema)
-@enrolments.response(200, EnrolmentSchema)
+@endpoint(enrolments, "/<enrolment_id>/action-plans/<plan_id>/result", "groups:write", EnrolmentSchema,
+          method="POST", body=ActionResultSchema)
 def record_result(body, enrolment_id, plan_id):
     """Record how an action plan went (usually at the next session); again to correct it."""
     return _enrolment_write(handlers.record_result, enrolment_id, plan_id, body)
 
 
-@enrolments.route("/<enrolment_id>/withdraw", methods=["POST"])
-@requires("groups:write")
-@enrolments.arguments(ReasonSchema)
-@enrolments.response(200, EnrolmentSchema)
+@endpoint(enrolments, "/<enrolment_id>/withdraw", "groups:write", EnrolmentSchema, method="POST",
+          body=ReasonSchema)
 def withdraw(body, enrolment_id):
     """The person leaves the course (their place is freed)."""
     return _enrolment_write(handlers.withdraw, enrolment_id, body)

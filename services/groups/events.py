@@ -7,9 +7,10 @@ Courses themselves carry no person's data and publish no events.
 """
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
 from coproduction.events import PriorityOut, event_type
+from coproduction.shapes import TolerantSchema
 
 from .domain import ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES
 
@@ -17,19 +18,13 @@ TYPES = ("group.referred", "group.enrolled", "group.attended", "group.action-pla
          "group.completed", "group.not-completed", "group.withdrawn")
 
 
-class AttendanceOut(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class AttendanceOut(TolerantSchema):
     session_no = fields.Integer(required=True)
     attended = fields.Boolean(required=True)
     recorded_at = fields.String(required=True)
 
 
-class ActionPlanOut(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class ActionPlanOut(TolerantSchema):
     id = fields.String(required=True)
     week = fields.Integer(required=True)
     what = fields.String(required=True)
@@ -42,11 +37,8 @@ class ActionPlanOut(Schema):
     recorded_at = fields.String(required=True)
 
 
-class EnrolmentEventData(Schema):
+class EnrolmentEventData(TolerantSchema):
     """Every group event carries the enrolment's current state."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     enrolment_id = fields.String(required=True)
     course_id = fields.String(required=True)

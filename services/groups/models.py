@@ -6,10 +6,11 @@ from datetime import date, datetime
 from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from coproduction.aggregate import Json, service_tables
+from coproduction.aggregate import AggregateRow, Json, PersonRow, service_tables
 
 from . import domain
 from .domain import default_min_sessions, min_of_six_from_env  # noqa: F401  (app.py and the tests read them here)
+
 
 class Base(DeclarativeBase):
     metadata = MetaData()
@@ -18,10 +19,9 @@ class Base(DeclarativeBase):
 outbox, idempotency_keys = service_tables(Base.metadata)
 
 
-class Course(Base):
+class Course(AggregateRow, Base):
     __tablename__ = "courses"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     programme: Mapped[str] = mapped_column(String(30), index=True)
     title: Mapped[str] = mapped_column(String(200))
     sessions: Mapped[int] = mapped_column(Integer)
@@ -33,17 +33,14 @@ class Course(Base):
     tutors: Mapped[list] = mapped_column(Json)
     status: Mapped[str] = mapped_column(String(20), index=True)
     status_reason: Mapped[str | None] = mapped_column(String(500))
-    version: Mapped[int] = mapped_column(Integer)
-    created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     @property
     def rule(self) -> str:
         return domain.completion_rule(self.completion_min_sessions, self.sessions)
 
 
-class Enrolment(Base):
+class Enrolment(PersonRow, Base):
     __tablename__ = "enrolments"
     __table_args__ = (
         # one live enrolment per person per course, even under a race (a withdrawal frees it)
@@ -51,10 +48,7 @@ class Enrolment(Base):
               postgresql_where=text("status <> 'withdrawn'"), sqlite_where=text("status <> 'withdrawn'")),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     course_id: Mapped[str] = mapped_column(String(36), ForeignKey("courses.id"), index=True)
-    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
-    status: Mapped[str] = mapped_column(String(20))
     referral_source: Mapped[str] = mapped_column(String(20))
     priorities: Mapped[list] = mapped_column(Json)
     attendance: Mapped[list] = mapped_column(Json)
@@ -63,10 +57,7 @@ class Enrolment(Base):
     withdrawn_by: Mapped[str | None] = mapped_column(String(20))
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(Integer)
-    created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     @property
     def sessions_attended(self) -> int:

@@ -1,10 +1,12 @@
 """What the groups API accepts and returns."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from coproduction.events import PrioritySchema, StrictBoolean
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
+from coproduction.shapes import StrictSchema, TolerantSchema
 
 from .domain import (COURSE_STATUSES, ENROLMENT_STATUSES, PROGRAMMES, REFERRAL_SOURCES,
                      TUTOR_ROLES)
@@ -16,20 +18,14 @@ MAX_ACTION_PLANS = 100
 Text = lambda n=500, **kw: fields.String(validate=validate.Length(min=1, max=n), **kw)  # noqa: E731
 
 
-class TutorSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class TutorSchema(StrictSchema):
     name = Text(200, required=True)
     role = fields.String(required=True, validate=validate.OneOf(TUTOR_ROLES),
                          metadata={"description": "lay_tutor (a trained person living with a long-term "
                                                   "condition) or clinician"})
 
 
-class CourseCreateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class CourseCreateSchema(StrictSchema):
     programme = fields.String(required=True, validate=validate.OneOf(PROGRAMMES))
     title = Text(200, required=True)
     sessions = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_SESSIONS),
@@ -52,10 +48,7 @@ class CourseCreateSchema(Schema):
                                   "completion_min_sessions")
 
 
-class CoursePatchSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class CoursePatchSchema(StrictSchema):
     capacity = fields.Integer(strict=True, validate=validate.Range(min=1, max=500))
     session_minutes = fields.Integer(strict=True, validate=validate.Range(min=15, max=480))
     starts_on = fields.Date()
@@ -68,22 +61,18 @@ class CoursePatchSchema(Schema):
             raise ValidationError("Send at least one of capacity, session_minutes, starts_on, venue, tutors.")
 
 
-class ReasonSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ReasonSchema(StrictSchema):
     reason = Text(500, required=True)
 
 
-class EmptySchema(Schema):
-    class Meta:
-        unknown = RAISE
+class EmptySchema(StrictSchema):
+    """A body with no fields."""
 
 
 class CourseListQuery(Schema):
     programme = fields.String(validate=validate.OneOf(PROGRAMMES))
     status = fields.String(validate=validate.OneOf(COURSE_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = limit_field(500)
     cursor = fields.String(validate=validate.Length(max=200))
 
 
@@ -92,11 +81,8 @@ class TutorOut(Schema):
     role = fields.String()
 
 
-class CourseSchema(Schema):
+class CourseSchema(TolerantSchema):
     """A course as returned (documentation; responses are built by ``api.course_json``)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.String()
     version = fields.Integer()
@@ -119,15 +105,10 @@ class CourseSchema(Schema):
     updated_at = fields.String()
 
 
-class CourseListSchema(Schema):
-    items = fields.List(fields.Nested(CourseSchema))
-    next_cursor = fields.String(allow_none=True)
+CourseListSchema = page_schema("CourseListSchema", CourseSchema, withheld=False)
 
 
-class EnrolmentCreateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class EnrolmentCreateSchema(StrictSchema):
     nhs_number = NHSNumber(required=True)
     referral_source = fields.String(required=True, validate=validate.OneOf(REFERRAL_SOURCES))
     priorities = fields.List(fields.Nested(PrioritySchema), load_default=list, validate=validate.Length(max=50))
@@ -136,19 +117,13 @@ class EnrolmentCreateSchema(Schema):
                                                     "(confirm it later); enrolled: a place taken"})
 
 
-class AttendanceSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class AttendanceSchema(StrictSchema):
     session_no = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_SESSIONS))
     attended = StrictBoolean(required=True)
 
 
-class ActionPlanSchema(Schema):
+class ActionPlanSchema(StrictSchema):
     """A weekly action plan, as the self-management programmes teach it."""
-
-    class Meta:
-        unknown = RAISE
 
     week = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_SESSIONS))
     what = Text(300, required=True, metadata={"description": "Something the person wants to do"})
@@ -162,10 +137,7 @@ class ActionPlanSchema(Schema):
     achieved = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(ACHIEVED))
 
 
-class ActionResultSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ActionResultSchema(StrictSchema):
     result = Text(1000, required=True, metadata={"description": "How it went, in the person's words"})
     achieved = fields.String(required=True, validate=validate.OneOf(ACHIEVED))
 
@@ -174,7 +146,7 @@ class EnrolmentListQuery(Schema):
     nhs_number = NHSNumber()
     course_id = fields.UUID()
     status = fields.String(validate=validate.OneOf(ENROLMENT_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = limit_field(500)
     cursor = fields.String(validate=validate.Length(max=200))
 
     @validates_schema
@@ -183,11 +155,8 @@ class EnrolmentListQuery(Schema):
             raise ValidationError("Give nhs_number or course_id.", "nhs_number")
 
 
-class EnrolmentSchema(Schema):
+class EnrolmentSchema(TolerantSchema):
     """An enrolment as returned (documentation; responses are built by ``api.enrolment_json``)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.String()
     version = fields.Integer()
@@ -209,8 +178,4 @@ class EnrolmentSchema(Schema):
     updated_at = fields.String()
 
 
-class EnrolmentListSchema(Schema):
-    items = fields.List(fields.Nested(EnrolmentSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+EnrolmentListSchema = page_schema("EnrolmentListSchema", EnrolmentSchema)

@@ -8,11 +8,11 @@ import flask_smorest
 from flask import Response
 from sqlalchemy import select
 
-from coproduction.auth import requires
 from coproduction.events import iso, now
 from coproduction.http import Problem, ctx, with_etag
-from coproduction.idempotency import create_once
-from coproduction.paging import keyset_page
+from coproduction.idempotency import create_once, created
+from coproduction.paging import keyset_page, where_given
+from coproduction.routes import action_routes, endpoint
 
 from interop import fhir_plans as fhir
 from . import handlers
@@ -34,35 +34,22 @@ def _answer(result: tuple[Plan, dict | None]) -> Response:
 
 
 # -- create, read, list -------------------------------------------------------------------------
-@bp.route("", methods=["POST"])
-@requires("plans:write")
-@bp.arguments(PlanCreateSchema)
-@bp.response(201, PlanSchema)
+@endpoint(bp, "", "plans:write", PlanSchema, method="POST", body=PlanCreateSchema, status=201)
 def create_plan(body):
     """Create a draft plan. A retried POST with the same ``Idempotency-Key`` returns the first result."""
-    def create(session):
-        plan, _event = handlers.create(session, body)
-        return plan_json(plan), f"/v1/plans/{plan.id}"
-    return create_once(idempotency_keys, create)
+    return create_once(idempotency_keys, created(handlers.create, body, plan_json, "/v1/plans"))
 
 
-@bp.route("", methods=["GET"])
-@requires("plans:read")
-@bp.arguments(PlanListQuery, location="query")
-@bp.response(200, PlanListSchema)
+@endpoint(bp, "", "plans:read", PlanListSchema, body=PlanListQuery, location="query")
 def list_plans(query):
     """A person's plans, oldest first, paged with an opaque cursor."""
-    stmt = select(Plan).where(Plan.nhs_number == query["nhs_number"])
-    if query.get("status"):
-        stmt = stmt.where(Plan.status == query["status"])
+    stmt = where_given(select(Plan), Plan, query, "nhs_number", "status")
     with ctx().db.session() as session:
         plans, next_cursor = keyset_page(session, stmt, Plan, query["limit"], query["cursor"])
     return {"nhs_number": query["nhs_number"], "items": [plan_json(p) for p in plans], "next_cursor": next_cursor}
 
 
-@bp.route("/<plan_id>", methods=["GET"])
-@requires("plans:read")
-@bp.response(200, PlanSchema)
+@endpoint(bp, "/<plan_id>", "plans:read", PlanSchema)
 def get_plan(plan_id):
     with ctx().db.session() as session:
         return with_etag(plan_json(PLANS.load(session, plan_id)))
@@ -74,10 +61,8 @@ def _fhir_response(plan: dict) -> Response:
     return resp
 
 
-@bp.route("/<plan_id>/fhir", methods=["GET"])
-@requires("plans:read")
-@bp.response(200, description="A FHIR R4 Bundle (collection): Patient, CarePlan, Goals, Observations",
-             content_type=FHIR_JSON)
+@endpoint(bp, "/<plan_id>/fhir", "plans:read", content_type=FHIR_JSON,
+          description="A FHIR R4 Bundle (collection): Patient, CarePlan, Goals, Observations")
 def get_plan_fhir(plan_id):
     with ctx().db.session() as session:
         return _fhir_response(plan_json(PLANS.load(session, plan_id)))
@@ -96,9 +81,7 @@ def _version(session, plan_id: str, version: int) -> PlanVersion:
     return row
 
 
-@bp.route("/<plan_id>/versions", methods=["GET"])
-@requires("plans:read")
-@bp.response(200, VersionListSchema)
+@endpoint(bp, "/<plan_id>/versions", "plans:read", VersionListSchema)
 def list_versions(plan_id):
     """Every version of the plan, oldest first: what changed, why, who changed it and when."""
     with ctx().db.session() as session:
@@ -111,103 +94,64 @@ def list_versions(plan_id):
                            "at": iso(r.created_at)} for r in rows]}
 
 
-@bp.route("/<plan_id>/versions/<int:version>", methods=["GET"])
-@requires("plans:read")
-@bp.response(200, PlanSchema)
+@endpoint(bp, "/<plan_id>/versions/<int:version>", "plans:read", PlanSchema)
 def get_version(plan_id, version):
     """The plan exactly as it was at that version."""
     with ctx().db.session() as session:
         return with_etag(_version(session, plan_id, version).snapshot)
 
 
-@bp.route("/<plan_id>/versions/<int:version>/fhir", methods=["GET"])
-@requires("plans:read")
-@bp.response(200, description="That version as a FHIR R4 Bundle", content_type=FHIR_JSON)
+@endpoint(bp, "/<plan_id>/versions/<int:version>/fhir", "plans:read", content_type=FHIR_JSON,
+          description="That version as a FHIR R4 Bundle")
 def get_version_fhir(plan_id, version):
     with ctx().db.session() as session:
         return _fhir_response(_version(session, plan_id, version).snapshot)
 
 
 # -- revisions ---------------------------------------------------------------------------------
-@bp.route("/<plan_id>", methods=["PATCH"])
-@requires("plans:write")
-@bp.arguments(PlanPatchSchema)
-@bp.response(200, PlanSchema)
+def _revise(command, body: dict, *ids: str) -> Response:
+    reason = body.pop("reason", None)
+    with ctx().db.session() as session:
+        return _answer(command(session, *ids, body, reason))
+
+
+@endpoint(bp, "/<plan_id>", "plans:write", PlanSchema, method="PATCH", body=PlanPatchSchema)
 def revise_plan(body, plan_id):
     """Revise a plan (``If-Match`` required): the fields sent replace the plan's; a new version."""
-    reason = body.pop("reason", None)
-    with ctx().db.session() as session:
-        return _answer(handlers.revise(session, plan_id, body, reason))
+    return _revise(handlers.revise, body, plan_id)
 
 
-@bp.route("/<plan_id>/goals/<goal_id>", methods=["PATCH"])
-@requires("plans:write")
-@bp.arguments(GoalPatchSchema)
-@bp.response(200, PlanSchema)
+@endpoint(bp, "/<plan_id>/goals/<goal_id>", "plans:write", PlanSchema, method="PATCH", body=GoalPatchSchema)
 def update_goal(body, plan_id, goal_id):
     """Change one goal (its statuses, target, description); ``If-Match`` is the plan's version."""
-    reason = body.pop("reason", None)
-    with ctx().db.session() as session:
-        return _answer(handlers.update_goal(session, plan_id, goal_id, body, reason))
+    return _revise(handlers.update_goal, body, plan_id, goal_id)
 
 
-@bp.route("/<plan_id>/actions/<action_id>", methods=["PATCH"])
-@requires("plans:write")
-@bp.arguments(ActionPatchSchema)
-@bp.response(200, PlanSchema)
+@endpoint(bp, "/<plan_id>/actions/<action_id>", "plans:write", PlanSchema, method="PATCH",
+          body=ActionPatchSchema)
 def update_action(body, plan_id, action_id):
     """Change one action (e.g. mark it done); ``If-Match`` is the plan's version."""
-    reason = body.pop("reason", None)
-    with ctx().db.session() as session:
-        return _answer(handlers.update_action(session, plan_id, action_id, body, reason))
+    return _revise(handlers.update_action, body, plan_id, action_id)
 
 
 # -- state transitions -------------------------------------------------------------------------
-@bp.route("/<plan_id>/agree", methods=["POST"])
-@requires("plans:write")
-@bp.arguments(AgreeSchema)
-@bp.response(200, PlanSchema)
+@endpoint(bp, "/<plan_id>/agree", "plans:write", PlanSchema, method="POST", body=AgreeSchema)
 def agree_plan(body, plan_id):
     """Agree a draft with the person: records who agreed and whether the person did."""
     with ctx().db.session() as session:
         return _answer(handlers.agree(session, plan_id, body["agreed_by"], body["person_agreed"]))
 
 
-def _move(plan_id: str, action: str, reason: str | None) -> Response:
+def _move(action: str, body: dict, plan_id: str) -> Response:
     with ctx().db.session() as session:
-        return _answer(handlers.move(session, plan_id, action, reason))
+        return _answer(handlers.move(session, plan_id, action, body.get("reason")))
 
 
-@bp.route("/<plan_id>/hold", methods=["POST"])
-@requires("plans:write")
-@bp.arguments(RequiredReasonSchema)
-@bp.response(200, PlanSchema)
-def hold_plan(body, plan_id):
-    """Put an active plan on hold (e.g. a hospital admission); the reason is required."""
-    return _move(plan_id, "hold", body["reason"])
-
-
-@bp.route("/<plan_id>/resume", methods=["POST"])
-@requires("plans:write")
-@bp.arguments(ReasonSchema)
-@bp.response(200, PlanSchema)
-def resume_plan(body, plan_id):
-    return _move(plan_id, "resume", body.get("reason"))
-
-
-@bp.route("/<plan_id>/close", methods=["POST"])
-@requires("plans:write")
-@bp.arguments(ReasonSchema)
-@bp.response(200, PlanSchema)
-def close_plan(body, plan_id):
-    """Close an active or on-hold plan as completed (plan.closed, status completed)."""
-    return _move(plan_id, "close", body.get("reason"))
-
-
-@bp.route("/<plan_id>/revoke", methods=["POST"])
-@requires("plans:write")
-@bp.arguments(RequiredReasonSchema)
-@bp.response(200, PlanSchema)
-def revoke_plan(body, plan_id):
-    """End a plan before completion, e.g. made in error (plan.closed, status revoked)."""
-    return _move(plan_id, "revoke", body["reason"])
+action_routes(bp, "/<plan_id>/{action}", "plans:write", PlanSchema, "{action}_plan", _move, [
+    ("hold", RequiredReasonSchema,
+     "Put an active plan on hold (e.g. a hospital admission); the reason is required."),
+    ("resume", ReasonSchema, None),
+    ("close", ReasonSchema, "Close an active or on-hold plan as completed (plan.closed, status completed)."),
+    ("revoke", RequiredReasonSchema,
+     "End a plan before completion, e.g. made in error (plan.closed, status revoked)."),
+])

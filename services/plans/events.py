@@ -13,18 +13,16 @@ date...), so no consumer needs a second call; ``reason`` and ``changes`` say wha
 """
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import fields
 
 from coproduction.events import PriorityOut, event_type
+from coproduction.shapes import TolerantSchema
 
 TYPES = ("plan.created", "plan.agreed", "plan.revised", "plan.held", "plan.resumed", "plan.closed")
 
 
-class PlanEventData(Schema):
+class PlanEventData(TolerantSchema):
     """Every plan event carries the plan's current state, so no consumer needs a second call."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     plan_id = fields.String(required=True)
     status = fields.String(required=True)

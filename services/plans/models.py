@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, MetaData, String
+from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from coproduction.aggregate import Json, service_tables
+from coproduction.aggregate import Agreement, Json, PersonRow, service_tables
 
 
 class Base(DeclarativeBase):
@@ -16,21 +16,11 @@ class Base(DeclarativeBase):
 outbox, idempotency_keys = service_tables(Base.metadata)
 
 
-class Plan(Base):
+class Plan(PersonRow, Agreement, Base):
     __tablename__ = "plans"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
-    status: Mapped[str] = mapped_column(String(20))
-    version: Mapped[int] = mapped_column(Integer)
     content: Mapped[dict] = mapped_column(Json)
-    agreed_by: Mapped[str | None] = mapped_column(String(200))
-    person_agreed: Mapped[bool | None] = mapped_column(Boolean)
-    agreed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_by: Mapped[str] = mapped_column(String(200))
     updated_by: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class PlanVersion(Base):

@@ -4,10 +4,12 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from coproduction.events import PrioritySchema, StrictBoolean, now
 from coproduction.nhs_number import NHSNumber
+from coproduction.paging import limit_field, page_schema
+from coproduction.shapes import StrictSchema, TolerantSchema
 
 #: FHIR R4 Goal.lifecycleStatus and Goal.achievementStatus codes, used as they are
 GOAL_LIFECYCLE = ("proposed", "planned", "accepted", "active", "on-hold", "completed", "cancelled",
@@ -82,21 +84,15 @@ def date_errors(data: dict, plan_date: date) -> dict:
     return errors
 
 
-class TargetSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class TargetSchema(StrictSchema):
     measure = Text(200, required=True)
     value = fields.Float(allow_none=True, load_default=None, allow_nan=False)
     unit = Text(50, load_default=None, allow_none=True)
     due = fields.Date(load_default=None, allow_none=True)
 
 
-class GoalSchema(Schema):
+class GoalSchema(StrictSchema):
     """A goal, as FHIR R4 Goal has it: lifecycle and achievement status use FHIR's codes."""
-
-    class Meta:
-        unknown = RAISE
 
     id = fields.UUID(load_default=None)
     description = Text(500, required=True)
@@ -109,10 +105,7 @@ class GoalSchema(Schema):
     achieved_on = fields.Date(load_default=None, allow_none=True)
 
 
-class ActionSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ActionSchema(StrictSchema):
     id = fields.UUID(load_default=None)
     text = Text(500, required=True)
     owner = fields.String(required=True, validate=validate.OneOf(ACTION_OWNERS))
@@ -121,11 +114,8 @@ class ActionSchema(Schema):
     completed_on = fields.Date(load_default=None, allow_none=True)  # set by the service
 
 
-class ResultSchema(Schema):
+class ResultSchema(StrictSchema):
     """A result shared with the person before the care planning conversation (HbA1c, BP...)."""
-
-    class Meta:
-        unknown = RAISE
 
     id = fields.UUID(load_default=None)
     name = Text(200, required=True)
@@ -134,10 +124,7 @@ class ResultSchema(Schema):
     taken_on = fields.Date(load_default=None, allow_none=True)
 
 
-class PlanCreateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class PlanCreateSchema(StrictSchema):
     nhs_number = NHSNumber(required=True)
     conditions = fields.List(Text(200), load_default=list, validate=validate.Length(max=50))
     priorities = fields.List(fields.Nested(PlanPrioritySchema), load_default=list, validate=validate.Length(max=50))
@@ -156,11 +143,8 @@ class PlanCreateSchema(Schema):
             raise ValidationError(errors)
 
 
-class PlanPatchSchema(Schema):
+class PlanPatchSchema(StrictSchema):
     """A revision: only the fields sent change; lists are replaced whole (items keep their ids)."""
-
-    class Meta:
-        unknown = RAISE
 
     conditions = fields.List(Text(200), validate=validate.Length(max=50))
     priorities = fields.List(fields.Nested(PlanPrioritySchema), validate=validate.Length(max=50))
@@ -178,10 +162,7 @@ class PlanPatchSchema(Schema):
         _something_to_change(original)
 
 
-class GoalPatchSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class GoalPatchSchema(StrictSchema):
     description = Text(500)
     target = fields.Nested(TargetSchema, allow_none=True)
     lifecycle_status = fields.String(validate=validate.OneOf(GOAL_LIFECYCLE))
@@ -194,10 +175,7 @@ class GoalPatchSchema(Schema):
         _something_to_change(original)
 
 
-class ActionPatchSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ActionPatchSchema(StrictSchema):
     text = Text(500)
     owner = fields.String(validate=validate.OneOf(ACTION_OWNERS))
     due = fields.Date(allow_none=True)
@@ -209,37 +187,25 @@ class ActionPatchSchema(Schema):
         _something_to_change(original)
 
 
-class AgreeSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class AgreeSchema(StrictSchema):
     agreed_by = Text(200, required=True, metadata={"description": "The professional who agreed the plan"})
     person_agreed = StrictBoolean(required=True)
 
 
-class ReasonSchema(Schema):
+class ReasonSchema(StrictSchema):
     """Body of resume and close: an optional reason."""
-
-    class Meta:
-        unknown = RAISE
 
     reason = Text(500, load_default=None, allow_none=True)
 
 
-class RequiredReasonSchema(Schema):
+class RequiredReasonSchema(StrictSchema):
     """Body of hold and revoke: the reason is required."""
-
-    class Meta:
-        unknown = RAISE
 
     reason = Text(500, required=True)
 
 
-class PlanSchema(Schema):
+class PlanSchema(TolerantSchema):
     """A plan as returned (documentation; responses are built by ``api.plan_json``)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     id = fields.String()
     version = fields.Integer()
@@ -267,16 +233,11 @@ class PlanSchema(Schema):
 class PlanListQuery(Schema):
     nhs_number = NHSNumber(required=True)
     status = fields.String(validate=validate.OneOf(PLAN_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = limit_field(500)
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
 
 
-class PlanListSchema(Schema):
-    nhs_number = fields.String()
-    items = fields.List(fields.Nested(PlanSchema))
-    next_cursor = fields.String(allow_none=True)
-    withheld = fields.Integer(metadata={"description": "through the gateway: items of this page left out "
-                                                   "because the caller may not see them (docs/access.md)"})
+PlanListSchema = page_schema("PlanListSchema", PlanSchema, nhs_number=fields.String())
 
 
 class VersionSummarySchema(Schema):
