@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from flask import current_app, g, request
-from sqlalchemy import String, bindparam, or_, select
+from sqlalchemy import String, bindparam, func, or_, select
 
 from coproduction.auth import Caller, unauthorised
 from coproduction.http import Problem
 from coproduction.nhs_number import is_valid
 
 from .. import subjects
-from ..models import care_relationships, portfolios, sharing
+from ..models import care_relationships, portfolios, sharing, subjects as subjects_table
 from .rules import (BODY, EMERGENCY, NO_BODY, PATH, PERSONAL, PUBLIC, QUERY, SHAREABLE, Rule, may_read,
                     rule_for_request)
 from .visibility import hidden_from
@@ -32,6 +32,7 @@ class Decision:
     resource_id: str | None = None
     document: dict | None = None      # the person's portfolio document, where the rule reads it
     document_updated_at: datetime | None = None
+    records: frozenset[tuple[str, str]] | None = None  # the person's (service, id) records, read with it
 
     @property
     def break_glass(self) -> bool:
@@ -122,11 +123,20 @@ def _standing_statement(with_document: bool):
     (``subject``, ``org``, ``at``), so a request neither builds nor compiles it."""
     columns = [select(sharing.c.withhold).where(sharing.c.nhs_number == SUBJECT).scalar_subquery().label("withhold"),
                active_relationship(SUBJECT, bindparam("org", type_=String), bindparam("at")).label("relationship")]
-    if with_document:
-        p = portfolios
+    if with_document:  # and the ids the answer is scrubbed of (visibility.scrub), in the same trip
+        p, r = portfolios, subjects_table
         columns += [select(p.c.document).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("document"),
-                    select(p.c.updated_at).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("updated_at")]
+                    select(p.c.updated_at).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("updated_at"),
+                    select(func.aggregate_strings(r.c.service + RECORD_SEPARATOR + r.c.resource_id, RECORDS_SEPARATOR))
+                    .where(r.c.nhs_number == SUBJECT).scalar_subquery().label("records")]
     return select(*columns)
+
+
+RECORD_SEPARATOR, RECORDS_SEPARATOR = " ", "\n"  # neither is in a service's name or a resource id
+
+
+def _records(aggregated: str | None) -> frozenset[tuple[str, str]]:
+    return frozenset(tuple(item.split(RECORD_SEPARATOR, 1)) for item in (aggregated or "").split(RECORDS_SEPARATOR) if item)
 
 
 STANDING = {with_document: _standing_statement(with_document) for with_document in (False, True)}
@@ -175,6 +185,7 @@ def decide(rule: Rule, caller: Caller, resource_id: str | None, session) -> Deci
     standing = session.execute(statement, {"subject": decision.subject, "org": caller.org, "at": at}).one()
     if rule.document:
         decision.document, decision.document_updated_at = standing.document, standing.updated_at
+        decision.records = _records(standing.records)
     decision.withheld = frozenset(hidden_from(standing.withhold, caller.role))
     if caller.role == "admin":
         decision.relationship = "admin"
