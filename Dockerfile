@@ -5,6 +5,8 @@ COPY pyproject.toml README.md ./
 COPY coproduction coproduction
 COPY services services
 COPY gateway gateway
+COPY bootstrap bootstrap
+COPY interop interop
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -1,9 +1,8 @@
-"""Everything the bench takes from the platform's composition, in one module: when the launcher
-moves (issue 16: one launcher for ``coproduction run``, the tests and the bench), only this changes.
+"""Everything the bench takes from the platform's composition, in one module: it starts the
+platform through the same launcher as ``coproduction run`` and the tests (``bootstrap/launcher.py``).
 """
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,13 +21,14 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 def command(*argv: str) -> list[str]:
     """The argv of a ``coproduction`` subcommand, run by this interpreter."""
-    return [sys.executable, "-m", "coproduction.cli", *argv]
+    from bootstrap import launcher
+    return launcher.command(*argv)
 
 
 def development_secrets(var: Path) -> dict[str, str]:
     """The secrets and signing keys ``coproduction run`` makes for development, made afresh under var."""
     from coproduction import secrets
-    from coproduction.run import DEV_SECRETS
+    from bootstrap.run import DEV_SECRETS
     from gateway.audit import keys as audit_keys
     return {**secrets.development(var, DEV_SECRETS), **audit_keys.development_key(var),
             **secrets.development_signing_key(var)}
@@ -42,24 +42,14 @@ def launch(services: list[str], spawn: Callable[..., object], web_name: str) -> 
     sequencer (with the gateway's audit signing key, from the development secrets). The gateway's
     web backends are named ``web_name`` in PostgreSQL (``PGAPPNAME``), so their locks can be told apart.
     """
-    from coproduction.config import Settings
-    from coproduction.web import migrate
-    from gateway import clients
-    from gateway.app import database
-    for name in ("gateway", *services):
-        migrate(name)
-    db = database(Settings.from_env("gateway"))
-    try:
-        tokens = {role: clients.create(db, f"bench {role}", ORG, role)[1] for role in ROLES}
-    finally:
-        db.dispose()
-    for name in services:
-        spawn(f"{name}-web", command("serve", name), name)
-        spawn(f"{name}-relay", command("relay", name), None)
-    spawn_gateway_web("gateway-web", "gateway", spawn, web_name)
-    spawn("gateway-consumer", command("consume"), None)
-    spawn("gateway-deliver", command("deliver"), None)
-    spawn("gateway-audit-sequencer", command("audit", "sequence"), None)
+    from bootstrap import launcher
+    launcher.migrate(services)
+    tokens = launcher.create_clients("bench", {role: ORG for role in ROLES})
+    for label, argv in launcher.processes(services):
+        if label == "gateway-web":
+            spawn_gateway_web(label, "gateway", spawn, web_name)
+        else:
+            spawn(label, command(*argv), label.removesuffix("-web") if label.endswith("-web") else None)
     return tokens
 
 
@@ -104,5 +94,5 @@ class OAuthClient:
 
 def nhs_numbers(count: int, start: int = 0) -> list[str]:
     """The NHS numbers ``coproduction seed`` gives its people, count of them from start onwards."""
-    from coproduction.seed import nhs_numbers as seeded
+    from bootstrap.seed import nhs_numbers as seeded
     return seeded(count, start)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from coproduction.config import DOMAIN_SERVICES
+from coproduction.service import service_names
 
 from . import launcher
 from .timing import log, wait_until
@@ -44,7 +44,7 @@ class Platform:
         self.workers = workers
         self.tag = "bench" + uuid.uuid4().hex[:8]
         self.var = Path(tempfile.mkdtemp(prefix=self.tag + "-"))
-        self.services = list(DOMAIN_SERVICES)
+        self.services = list(service_names())
         self.ports = {name: free_port() for name in ("gateway", "gateway-2", *self.services, "baseline")}
         self.gateway = f"http://127.0.0.1:{self.ports['gateway']}"
         self.baseline = f"http://127.0.0.1:{self.ports['baseline']}"

@@ -7,9 +7,6 @@ from pathlib import Path
 
 from . import secrets
 
-SERVICE_PORTS = {"gateway": 8000, "plans": 8001, "budgets": 8002, "decisions": 8003, "groups": 8004}
-DOMAIN_SERVICES = ("plans", "budgets", "decisions", "groups")
-
 
 def var_dir() -> Path:
     path = Path(os.environ.get("VAR_DIR", "var")).resolve()
@@ -56,6 +53,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
+        from .service import parts  # the registry's specs import this module
         env = os.environ
         url = env.get(f"{service.upper()}_DATABASE_URL") or env.get("DATABASE_URL")
         if not url:
@@ -64,10 +62,7 @@ class Settings:
         if url.startswith("postgresql"):
             schema = env.get("DB_SCHEMA_PREFIX", "") + service
         broker = env.get("BROKER_URL") or f"filesystem://{var_dir() / 'bus'}"
-        urls = {
-            name: env.get(f"{name.upper()}_URL", f"http://127.0.0.1:{port}")
-            for name, port in SERVICE_PORTS.items()
-        }
+        urls = {part.name: env.get(f"{part.name.upper()}_URL", f"http://127.0.0.1:{part.port}") for part in parts()}
         return cls(
             service=service,
             database_url=url,
@@ -96,21 +91,11 @@ class Settings:
             allow_loopback_jwks_uri=_flag("ALLOW_LOOPBACK_JWKS_URI"),
         )
 
-
     def require_secrets(self) -> None:
         """Refuse to serve without good secrets (ConfigurationError naming what to set): every web
-        process checks service tokens; the gateway also signs the pages' session cookie and its
-        OAuth access tokens."""
+        process checks service tokens. A part that signs more checks its own keys too (its app
+        module's ``check_configuration``, run by ``PartSpec.check_configuration``)."""
         secrets.check("SERVICE_TOKEN_SECRET", self.service_token_secret)
-        if self.service == "gateway":
-            secrets.check("SESSION_SECRET", self.session_secret)
-            if self.session_secret == self.service_token_secret:
-                raise secrets.ConfigurationError("SESSION_SECRET must differ from SERVICE_TOKEN_SECRET")
-            secrets.signing_key("OAUTH_SIGNING_KEY", self.oauth_signing_key)
-            if self.oauth_previous_signing_key:
-                secrets.signing_key("OAUTH_PREVIOUS_SIGNING_KEY", self.oauth_previous_signing_key)
-            if self.oauth_token_lifetime < 1:
-                raise secrets.ConfigurationError("OAUTH_TOKEN_LIFETIME must be at least 1 (seconds)")
 
 
 def make_bus(settings: "Settings"):

@@ -7,12 +7,11 @@ from __future__ import annotations
 import http
 import json
 import logging
-import os
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import flask_smorest
 import marshmallow as ma
@@ -249,8 +248,7 @@ def traceparent() -> str:
 
 
 def create_app(name: str, title: str, *, settings: Settings, db: Database, metadata,
-               blueprints: list, tables: dict | None = None, description: str = "",
-               extra_ready: Callable[[], None] | None = None) -> Flask:
+               blueprints: list, tables: dict | None = None, description: str = "") -> Flask:
     """The one way every service and the gateway build their Flask app."""
     settings.require_secrets()
     app = Flask(name)
@@ -326,12 +324,6 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"
-        if extra_ready is not None:
-            try:
-                extra_ready()
-                checks["broker"] = "ok"
-            except Exception as exc:
-                checks["broker"] = f"unavailable: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
         resp = jsonify(status="ok" if ok else "unavailable", checks=checks)
         resp.status_code = 200 if ok else 503
@@ -344,6 +336,16 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
     return app
 
 
+def create_service_app(spec, settings: Settings | None, *, metadata, blueprints: list, tables: dict) -> Flask:
+    """A domain service's app, as every service builds it from its ``PartSpec``: the kernel's app
+    with the service's database and tables, its routes and its event feed (``GET /v1/events``)."""
+    from .feed import feed_blueprint  # the feed's routes use this module
+    settings = settings or Settings.from_env(spec.name)
+    return create_app(spec.name, f"coproduction {spec.name}", settings=settings, db=spec.database(settings),
+                      metadata=metadata, blueprints=[*blueprints, feed_blueprint()], tables=tables,
+                      description=spec.description)
+
+
 # -- optimistic concurrency ---------------------------------------------------------------
 def with_etag(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
     resp = jsonify(payload)
@@ -352,6 +354,7 @@ def with_etag(payload: dict, status: int = 200, headers: dict | None = None) -> 
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
 
 
 def check_if_match(current_version: int) -> None:
@@ -384,14 +387,3 @@ def load_or_404(session, model, resource_id: str, noun: str, for_update: bool = 
     if row is None:
         raise Problem(404, "Not Found", f"No such {noun}.")
     return row
-
-
-def page_args(default: int = 50, maximum: int = 500) -> int:
-    raw = request.args.get("limit", default)
-    try:
-        limit = int(raw)
-    except (TypeError, ValueError):
-        raise Problem(422, "Unprocessable Content", errors={"limit": ["Not a valid integer."]})
-    if not 1 <= limit <= maximum:
-        raise Problem(422, "Unprocessable Content", errors={"limit": [f"Must be between 1 and {maximum}."]})
-    return limit

@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic, one history per service (``<package>/migrations/versions``).
+"""Schema migrations with Alembic, one history per part (its package's ``migrations/``).
 
 ``coproduction migrate SERVICE`` brings a database up to date; ``coproduction serve`` runs it in the
 master process before its workers start. ``coproduction makemigration SERVICE -m "..."`` writes a
@@ -14,20 +14,14 @@ from sqlalchemy import text
 
 from .config import Settings
 from .db import Database
+from .service import load
 
-ROOT = Path(__file__).resolve().parent.parent
 MIGRATION_LOCK = 7_240_000
 
 
 def parts(service: str) -> tuple[Database, object, Path]:
-    settings = Settings.from_env(service)
-    if service == "gateway":
-        from gateway.app import database
-        from gateway.models import metadata
-        return database(settings), metadata, ROOT / "gateway" / "migrations"
-    from .service import load
     spec = load(service)
-    return spec.database(settings), spec.metadata, ROOT / "services" / service / "migrations"
+    return spec.database(Settings.from_env(service)), spec.metadata, spec.migrations
 
 
 def _config(versions: Path, connection, metadata) -> Config:

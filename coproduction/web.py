@@ -46,12 +46,8 @@ class _Gunicorn(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
-        if self.service == "gateway":
-            from gateway.app import create_app
-        else:
-            from .service import load
-            create_app = load(self.service).create_app
-        return create_app(None)
+        from .service import load
+        return load(self.service).create_app(None)
 
 
 def migrate(service: str) -> None:

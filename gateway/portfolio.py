@@ -9,10 +9,12 @@ import json
 from datetime import datetime, timezone
 
 from coproduction.events import iso
+from coproduction.service import service_names
 
 from .priorities import Held, merge
 
-SECTIONS = {"plans": "plan", "budgets": "budget", "decisions": "decisions", "groups": "groups"}
+#: the services whose aggregates the document holds
+SECTIONS = service_names()
 ACTIVE_FIRST = {"active": 0, "agreed": 0, "under_review": 0, "on_hold": 1, "suspended": 1,
                 "planning": 2, "requested": 2, "draft": 2}
 

@@ -17,7 +17,8 @@ import requests
 from sqlalchemy import delete, select, text
 
 from coproduction.auth import ROLES, Caller, issue_service_token
-from coproduction.config import DOMAIN_SERVICES, Settings
+from coproduction.config import Settings
+from coproduction.service import service_names
 from coproduction.db import Database
 
 from .models import aggregates, change_log, inbox, portfolios
@@ -209,9 +210,11 @@ def recompose_all(db: Database, progress: Progress, batch: int = 500, workers: _
     return len(people)
 
 
-def rebuild(db: Database, settings: Settings, services=DOMAIN_SERVICES, page_size: int = 2000,
+def rebuild(db: Database, settings: Settings, services=None, page_size: int = 2000,
             stream=sys.stderr, workers: int = 1) -> dict:
-    """``workers`` processes replay and recompose in parallel (PostgreSQL; SQLite takes one writer)."""
+    """Replay ``services`` (default: every one); ``workers`` processes replay and recompose in
+    parallel (PostgreSQL; SQLite takes one writer)."""
+    services = services or service_names()
     progress = Progress(stream)
     started = time.monotonic()
     wipe(db)

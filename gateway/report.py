@@ -21,11 +21,12 @@ from sqlalchemy import func, select
 
 from coproduction.events import iso, now
 from coproduction.http import ctx
+from coproduction.service import service_names, services
 
 from .models import aggregates, change_log
 
-SERVICES = ("plans", "budgets", "decisions", "groups")
-SERVICE_OF_PREFIX = {"plan": "plans", "budget": "budgets", "decision": "decisions", "group": "groups"}
+SERVICES = service_names()
+SERVICE_OF_PREFIX = {spec.event_prefix: spec.name for spec in services()}
 #: budgets in force: agreed and not ended (a suspended budget is paused, not ended)
 LIVE_BUDGET = ("agreed", "active", "under_review", "suspended")
 RECORDED_DECISION = ("recorded", "superseded")

@@ -173,3 +173,7 @@ def episode_of_care(nhs_number: str, place: dict, refs: Refs = SERVER) -> dict:
     if period:
         out["period"] = period
     return out
+
+
+#: FHIR resource -> the mapping of one section of the portfolio into it
+MAPPINGS = {"Account": account, "Task": task, "EpisodeOfCare": episode_of_care}

@@ -1,11 +1,10 @@
 """The suite runs against real RabbitMQ and PostgreSQL: it fails loudly, never skips, without them."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from harness import Platform
+from infra import port_open
 
 HOW_TO_START = {
     "PostgreSQL (127.0.0.1:5432)": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
@@ -15,45 +14,46 @@ HOW_TO_START = {
 PORTS = {"PostgreSQL (127.0.0.1:5432)": 5432, "RabbitMQ (127.0.0.1:5672)": 5672, "Redis (127.0.0.1:6379)": 6379}
 
 
-def _reachable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
 def pytest_sessionstart(session):
-    missing = [name for name, port in PORTS.items() if not _reachable(port)]
+    missing = [name for name, port in PORTS.items() if not port_open(port, timeout=2)]
     if missing:
         lines = "\n".join(f"  {m}: start it with `{HOW_TO_START[m]}`" for m in missing)
         pytest.exit(f"The suite needs real services that are not running:\n{lines}\n"
                     "(`make test` starts them when they are installed.)", returncode=3)
 
 
-@pytest.fixture
-def platform(tmp_path):
-    """The whole platform in this process, over RabbitMQ and PostgreSQL."""
-    p = Platform(tmp_path)
+def _platforms(folder):
+    """Build platforms under ``folder`` (options as ``Platform`` takes them); stop them all at the end."""
+    made = []
+
+    def make(**options):
+        p = Platform(folder / f"p{len(made)}", **options)
+        made.append(p)
+        return p
+
     try:
-        yield p.start()
+        yield make
     finally:
-        p.stop()
+        for p in made:
+            p.stop()
 
 
 @pytest.fixture
 def make_platform(tmp_path):
-    """Build a platform with options; the test starts what it needs."""
-    made = []
+    """Build a platform for one test; the test starts what it needs."""
+    yield from _platforms(tmp_path)
 
-    def make(**kwargs):
-        p = Platform(tmp_path / f"p{len(made)}", **kwargs)
-        made.append(p)
-        return p
 
-    yield make
-    for p in made:
-        p.stop()
+@pytest.fixture(scope="module")
+def make_module_platform(request, tmp_path_factory):
+    """Build a platform the whole module shares (each test then keeps to its own people)."""
+    yield from _platforms(tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_")))
+
+
+@pytest.fixture
+def platform(make_platform):
+    """The whole platform in this process, over RabbitMQ and PostgreSQL."""
+    return make_platform().start()
 
 
 def pytest_terminal_summary(terminalreporter):

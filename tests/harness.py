@@ -1,7 +1,8 @@
 """Running the platform for tests: real HTTP servers, real RabbitMQ and PostgreSQL.
 
 ``Platform`` starts each part either in this process (a thread per server, relay and consumer:
-fast) or as the very processes ``coproduction run`` starts (for killing them). Each platform gets
+fast) or as the very processes ``coproduction run`` starts (for killing them), through the same
+launcher (``bootstrap.launcher``: migrations, clients, process command lines). Each platform gets
 its own PostgreSQL schemas and its own RabbitMQ name prefix, so tests never see each other.
 """
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +22,9 @@ from werkzeug.serving import make_server
 from coproduction.bus import Bus, Publisher
 from coproduction.config import Settings, make_bus
 from coproduction.outbox import Relay
-from coproduction.service import load
+from coproduction.service import gateway_spec, load, part_names
+
+from bootstrap import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
@@ -77,7 +79,7 @@ class Platform:
         self.services = list(services)
         # every service gets a port of its own, started or not: a call to one that is not running
         # here must be refused, never answered by some other process on the default port
-        self.ports = {name: free_port() for name in ["gateway", "plans", "budgets", "decisions", "groups"]}
+        self.ports = {name: free_port() for name in part_names()}
         self.var = tmp_path / "var"
         self.var.mkdir(parents=True, exist_ok=True)
         env = {
@@ -115,7 +117,7 @@ class Platform:
         self.tokens: dict[str, str] = {}
         self.extra_queues: list[str] = []
         self._databases: list = []
-        self.url = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.url = f"http://127.0.0.1:{self.ports[gateway_spec().name]}"
         self.http = requests.Session()
 
     # -- settings and parts ----------------------------------------------------------------
@@ -126,26 +128,16 @@ class Platform:
         return make_bus(self.settings("gateway"))
 
     def database(self, name: str):
-        if name == "gateway":
-            from gateway.app import database
-            db = database(self.settings("gateway"))
-        else:
-            db = load(name).database(self.settings(name))
+        db = load(name).database(self.settings(name))
         self._databases.append(db)
         return db
 
     def migrate(self):
-        from coproduction.web import migrate
-        for name in ["gateway", *self.services]:
-            migrate(name)
+        launcher.migrate(self.services)
 
     # -- in-thread parts -------------------------------------------------------------------
     def start_web(self, name: str):
-        if name == "gateway":
-            from gateway.app import create_app
-        else:
-            create_app = load(name).create_app
-        self.servers[name] = ThreadServer(create_app(self.settings(name)), self.ports[name])
+        self.servers[name] = ThreadServer(load(name).create_app(self.settings(name)), self.ports[name])
 
     def restart_web(self, name: str, **env: str):
         """Stop an in-thread web server and start it again with ``env`` changed: a redeploy."""
@@ -214,8 +206,7 @@ class Platform:
         if port:
             env["PORT"] = str(port)
         log = open(self.var / f"{key}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env, cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = launcher.start(list(argv), env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs[key] = proc
         return proc
 
@@ -236,11 +227,8 @@ class Platform:
 
     # -- clients ---------------------------------------------------------------------------
     def create_clients(self):
-        from gateway import clients
-        db = self.database("gateway")
-        for role in ("hospital", "gp", "social_care", "community", "admin"):
-            _id, self.tokens[role] = clients.create(db, f"test {role}", f"ORG{role[:3].upper()}", role)
-        db.dispose()
+        roles = ("hospital", "gp", "social_care", "community", "admin")
+        self.tokens.update(launcher.create_clients("test", {role: f"ORG{role[:3].upper()}" for role in roles}))
 
     def call(self, role: str | None, method: str, path: str, **kwargs) -> requests.Response:
         headers = kwargs.pop("headers", {})
@@ -282,7 +270,7 @@ class Platform:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         self.http.close()
-        for name in ["gateway", *self.services]:
+        for name in [gateway_spec().name, *self.services]:
             try:
                 db = self.database(name)
                 db.drop_schema()

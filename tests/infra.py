@@ -13,13 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import free_port
+
 PG_BIN = Path("/usr/lib/postgresql") / (sorted(os.listdir("/usr/lib/postgresql"))[-1] if Path("/usr/lib/postgresql").exists() else "15") / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def infra_dir(label: str) -> Path:
@@ -30,9 +26,9 @@ def infra_dir(label: str) -> Path:
     return path
 
 
-def port_open(port: int) -> bool:
+def port_open(port: int, timeout: float = 0.5) -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -61,7 +57,7 @@ class RabbitNode:
         for path in [self.dir, *self.dir.rglob("*")]:
             shutil.chown(path, "rabbitmq", "rabbitmq")
         self.env = dict(os.environ, RABBITMQ_NODENAME=self.name, RABBITMQ_NODE_PORT=str(port),
-                        RABBITMQ_DIST_PORT=str(_free_port()), RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
+                        RABBITMQ_DIST_PORT=str(free_port()), RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
                         RABBITMQ_LOG_BASE=str(self.dir / "log"), RABBITMQ_PID_FILE=str(self.dir / "pid"),
                         RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "enabled_plugins"),
                         RABBITMQ_CONFIG_FILE=str(self.dir / "rabbitmq.conf"))

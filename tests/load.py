@@ -9,16 +9,11 @@ from collections import Counter
 import requests
 
 from coproduction.auth import ROLES, Caller, issue_service_token
-from coproduction.nhs_number import with_check_digit
+from nhs import numbered
 
 
 def person(n: int) -> str:
-    i = 0
-    while True:
-        number = with_check_digit(f"{600000000 + n * 13 + i:09d}")
-        if number:
-            return number
-        i += 1
+    return numbered(n, series=600000000)
 
 
 class Writer:

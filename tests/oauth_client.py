@@ -18,6 +18,8 @@ from joserfc.jwk import ECKey, RSAKey
 
 from harness import ROOT
 
+FHIR = "/fhir/R4"  # where the FHIR server is, below the gateway
+
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -34,7 +36,7 @@ def jwks_of(*keys) -> dict:
 
 
 def cli(platform, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coproduction.cli", *args], env=dict(platform.env), cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bootstrap.cli", *args], env=dict(platform.env), cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -100,3 +102,9 @@ def access_token(platform, client_id: str, key, scope: str | None = None) -> dic
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+def fhir_request(platform, token: str | None, method: str, path: str, **kwargs) -> requests.Response:
+    """A request to the platform's FHIR server (``path`` below ``FHIR``), bearing ``token`` if one is given."""
+    headers = {**kwargs.pop("headers", {}), **(bearer(token) if token else {})}
+    return requests.request(method, platform.url + FHIR + path, headers=headers, timeout=30, **kwargs)

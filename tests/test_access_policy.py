@@ -19,6 +19,8 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select, text
 
+from bodies import COURSE, notional_budget, plan_body
+from calls import if_match
 from coproduction.auth import ROLES
 from coproduction.nhs_number import with_check_digit
 from harness import Platform
@@ -28,8 +30,7 @@ A, B, C = (with_check_digit(f"98100000{n}") or with_check_digit(f"98100001{n}") 
 PEOPLE = (A, B, C)
 TODAY = date.today()
 PRIORITY = {"text": "Keep walking the dog", "category": "physical_activity"}
-COURSE = {"programme": "expert_patients", "title": "Living well", "sessions": 6, "capacity": 30,
-          "starts_on": (TODAY + timedelta(days=20)).isoformat(), "tutors": [{"name": "Sam Lee", "role": "lay_tutor"}]}
+LIVING_WELL = dict(COURSE, title="Living well", capacity=30, starts_on=(TODAY + timedelta(days=20)).isoformat())
 #: the clients beyond the harness's one per role: (name, organisation, role)
 MORE_CLIENTS = {"gp2": ("GP2", "gp"), "hospital2": ("HOS2", "hospital"), "social_care2": ("SOC2", "social_care"),
                 "community2": ("COM2", "community")}
@@ -98,17 +99,16 @@ def build(p: Platform) -> World:
     for key, (org, role) in MORE_CLIENTS.items():
         _id, p.tokens[key] = clients.create(db, f"test {key}", org, role)
     db.dispose()
-    course = ok(p.call("community", "POST", "/v1/courses", json=COURSE))
+    course = ok(p.call("community", "POST", "/v1/courses", json=LIVING_WELL))
     w.course = course["id"]
     for nhs, gp, social, community in ((A, "gp", "social_care", "community"), (B, "gp2", "social_care2", "community"),
                                        (C, "gp", None, None)):
-        plan = ok(p.call(gp, "POST", "/v1/plans", json={"nhs_number": nhs, "priorities": [PRIORITY]}))
+        plan = ok(p.call(gp, "POST", "/v1/plans", json=plan_body(nhs, PRIORITY)))
         w.keep(nhs, "plans", "plan", plan)
         w.relate(gp, nhs)
         if social:
-            budget = ok(p.call(social, "POST", "/v1/budgets", json={
-                "nhs_number": nhs, "plan_id": plan["id"], "annual_pence": 1000,
-                "holdings": [{"type": "notional", "pence": 1000}], "priorities": [PRIORITY]}))
+            budget = ok(p.call(social, "POST", "/v1/budgets", json=notional_budget(
+                nhs, plan["id"], 1000, priorities=[PRIORITY])))
             w.keep(nhs, "budgets", "budget", budget)
             w.relate(social, nhs)
         if community:
@@ -141,13 +141,9 @@ def build(p: Platform) -> World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("access"), services=SERVICES)
-    try:
-        p.start()
-        yield build(p)
-    finally:
-        p.stop()
+def world(make_module_platform):
+    p = make_module_platform(services=SERVICES).start()
+    return build(p)
 
 
 def reads(w: World, nhs: str) -> list[str]:
@@ -170,7 +166,7 @@ def reads(w: World, nhs: str) -> list[str]:
 
 def writes(w: World, nhs: str) -> list[tuple[str, str, dict | None]]:
     ref = lambda kind: w.refs.get((nhs, kind)) or w.refs[(A, kind)]  # noqa: E731
-    out = [("POST", "/v1/plans", {"nhs_number": nhs, "priorities": [PRIORITY]}),
+    out = [("POST", "/v1/plans", plan_body(nhs, PRIORITY)),
            ("PATCH", f"/v1/plans/{ref('plan')}", {"conditions": ["asthma"]}),
            ("POST", f"/v1/plans/{ref('plan')}/agree", {"agreed_by": "Dr A", "person_agreed": True}),
            ("PUT", f"/v1/people/{nhs}/sharing", {"withhold": w.prefs[nhs]}),  # the same again
@@ -366,19 +362,15 @@ def test_a_course_roster_is_checked_person_by_person(world):
 def test_refused_writes_never_reach_the_service(world):
     p = world.p
     d = with_check_digit("981000020") or with_check_digit("981000021")
-    plan = ok(p.call("gp", "POST", "/v1/plans", json={"nhs_number": d, "priorities": [PRIORITY]}))
-    budget = ok(p.call("social_care", "POST", "/v1/budgets", json={
-        "nhs_number": d, "plan_id": plan["id"], "annual_pence": 1000,
-        "holdings": [{"type": "notional", "pence": 1000}], "priorities": []}))
+    plan = ok(p.call("gp", "POST", "/v1/plans", json=plan_body(d, PRIORITY)))
+    budget = ok(p.call("social_care", "POST", "/v1/budgets", json=notional_budget(d, plan["id"], 1000, priorities=[])))
     ok(p.call("gp", "PUT", f"/v1/people/{d}/sharing", json={"withhold": {"social_care": ["budgets"]},
                                                              "on_behalf_of": "person"}))
     before = world.outboxes()
-    r = p.call("social_care", "POST", f"/v1/budgets/{budget['id']}/start-planning", headers={"If-Match": '"1"'},
+    r = p.call("social_care", "POST", f"/v1/budgets/{budget['id']}/start-planning", headers=if_match(1),
                json={})
     assert r.status_code == 403, r.text
-    r = p.call("social_care", "POST", "/v1/budgets", json={
-        "nhs_number": d, "plan_id": plan["id"], "annual_pence": 500, "holdings": [{"type": "notional", "pence": 500}],
-        "priorities": []})
+    r = p.call("social_care", "POST", "/v1/budgets", json=notional_budget(d, plan["id"], 500, priorities=[]))
     assert r.status_code == 403, r.text
     assert world.outboxes() == before
     held = ok(p.call("admin", "GET", f"/v1/budgets?nhs_number={d}"))["items"]

@@ -7,9 +7,12 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from bodies import AGREEMENT
+from calls import if_match
 from coproduction.events import dumps, iso, make_event
 from coproduction.nhs_number import with_check_digit
 from harness import wait_for
+from oauth_client import bearer
 
 NHS = with_check_digit("943476591")
 TODAY = date.today()
@@ -49,8 +52,8 @@ def load_story(p) -> dict:
                                                                 "unit": "mmol/mol"}}],
         "next_review_date": (TODAY + timedelta(days=100)).isoformat(),
         "care_coordinator": "Practice nurse J Okafor"}))
-    ok(p.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-              json={"agreed_by": "Dr A Patel", "person_agreed": True}))
+    ok(p.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers=if_match(1),
+              json=AGREEMENT))
     doc = p.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
     ids = {x["text"]: x["id"] for x in doc["priorities"]}
     mood = {"id": ids["Feel like myself again"], "text": "Feel like myself again", "category": "mental_wellbeing"}
@@ -230,7 +233,7 @@ def test_consent_window_and_access(platform):
     # who may ask, and about whom
     assert platform.call(None, "GET", f"/v1/people/{NHS}/admission-summary").status_code == 401
     _id, token = clients.create(db, "no portfolio", "ORGX", "hospital", without=["portfolio:read"])
-    r = platform.call(None, "GET", f"/v1/people/{NHS}/admission-summary", headers={"Authorization": f"Bearer {token}"})
+    r = platform.call(None, "GET", f"/v1/people/{NHS}/admission-summary", headers=bearer(token))
     assert r.status_code == 403
     assert summary(platform, nhs="9434765910").status_code == 422
     assert summary(platform, role="admin", nhs=with_check_digit("943476599") or "9434765870").status_code == 404

@@ -14,26 +14,24 @@ import pytest
 from sqlalchemy import func, select
 
 from audit_checks import consistency_holds, head_signed, inclusion_holds, leaf_hash, leaf_of
+from bodies import plan_body, priority
 from coproduction.auth import Caller
 from harness import ROOT, wait_for
+from stored import count_rows
 
 NHS = "9434765919"
-PLAN = {"nhs_number": NHS, "priorities": [{"text": "Keep my allotment going", "category": "learning_and_hobbies"}]}
+PLAN = plan_body(NHS, priority("Keep my allotment going", "learning_and_hobbies"))
 ROLES = ("gp", "hospital", "community", "social_care")
 
 
 def cli(platform, *argv, env=None):
-    return subprocess.run([sys.executable, "-m", "coproduction.cli", *argv], env=dict(platform.env, **(env or {})),
+    return subprocess.run([sys.executable, "-m", "bootstrap.cli", *argv], env=dict(platform.env, **(env or {})),
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def records(platform) -> int:
     from gateway.models import audit_log
-    db = platform.database("gateway")
-    with db.session() as s:
-        n = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
-    db.dispose()
-    return n
+    return count_rows(platform, "gateway", audit_log)
 
 
 def head_covering(platform, n: int, role: str = "admin") -> dict:
@@ -241,13 +239,13 @@ def test_no_gateway_and_no_sequencer_without_a_usable_signing_key(make_platform,
     env = dict(os.environ, **unset)
     env.pop("AUDIT_SIGNING_KEY", None)
     for argv in (["serve", "gateway", "--port", "1"], ["audit", "sequence"]):
-        out = subprocess.run([sys.executable, "-m", "coproduction.cli", *argv], env=env, cwd=ROOT,
+        out = subprocess.run([sys.executable, "-m", "bootstrap.cli", *argv], env=env, cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and "AUDIT_SIGNING_KEY is not set" in out.stderr, (argv, out.stderr)
     rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     (tmp_path / "rsa.pem").write_bytes(rsa_pem)
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "sequence"],
+    out = subprocess.run([sys.executable, "-m", "bootstrap.cli", "audit", "sequence"],
                          env=dict(env, AUDIT_SIGNING_KEY_FILE=str(tmp_path / "rsa.pem")), cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not an Ed25519 key" in out.stderr, out.stderr
@@ -276,3 +274,12 @@ def test_an_access_whose_record_cannot_be_written_is_not_answered(make_platform,
     assert records(platform) == before
     assert platform.call("hospital", "GET", f"/v1/people/{NHS}/portfolio").status_code == 200
     assert records(platform) == before + 1
+
+
+def test_ten_digits_inside_a_withheld_record_id_are_not_read_as_an_nhs_number():
+    from gateway.audit.routes import redact
+    own, other = "9434765919", "9434765870"
+    shown = "0b7e1c9d-2f40-4a1b-9c3d-aa1234567890"
+    hidden = "5c0f5e7a-1b2c-4d3e-8f90-ac9434765870"  # its last group ends in ten digits
+    text = f"/v1/people/{own}/x {other} {shown} {hidden}"
+    assert redact(text, own, {shown}) == f"/v1/people/{own}/x [another person] {shown} [withheld]"

@@ -19,6 +19,8 @@ import requests
 from sqlalchemy import select
 
 from harness import PG_URL, free_port, wait_for
+from oauth_client import bearer
+from stored import count_rows
 
 NHS = "9434765919"
 READERS = 6
@@ -54,7 +56,7 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
     platform.admit(NHS)  # the hospital reading him has declared his admission
     platform.spawn("sequencer", "audit", "sequence", env={"PGAPPNAME": f"{platform.tag}-sequencer"})
     wait_for(lambda: requests.get(f"{platform.url}/v1/audit/tree-head", timeout=2,
-                                  headers={"Authorization": f"Bearer {platform.tokens['admin']}"}).ok,
+                                  headers=bearer(platform.tokens["admin"])).ok,
              timeout=60, message="the sequencer's first signed head")
 
     sampler_conn = psycopg.connect(PG_URL, autocommit=True)
@@ -77,7 +79,7 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
     def read(i: int):
         http = requests.Session()
         url = f"http://127.0.0.1:{ports[i % 2]}/v1/people/{NHS}/portfolio"
-        headers = {"Authorization": f"Bearer {platform.tokens['hospital']}"}
+        headers = bearer(platform.tokens["hospital"])
         deadline = time.monotonic() + SECONDS
         while time.monotonic() < deadline:
             statuses[http.get(url, headers=headers, timeout=10).status_code] += 1
@@ -114,12 +116,7 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
 
 def records(platform) -> int:
     from gateway.models import audit_log
-    from sqlalchemy import func
-    db = platform.database("gateway")
-    with db.session() as s:
-        count = s.execute(select(func.count()).select_from(audit_log)).scalar_one()
-    db.dispose()
-    return count
+    return count_rows(platform, "gateway", audit_log)
 
 
 def sequenced(platform) -> int:

@@ -22,7 +22,7 @@ ROUNDS = (15, 12, 10)  # records per round; the witness runs after each
 
 
 def cli(platform, *argv):
-    return subprocess.run([sys.executable, "-m", "coproduction.cli", *argv], env=dict(platform.env), cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bootstrap.cli", *argv], env=dict(platform.env), cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -87,15 +87,11 @@ def config(*, coverage: bool) -> schemathesis.Config:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory):
-    from gateway.demo import run as load_story
-    p = Platform(tmp_path_factory.mktemp("bad-input"), services=SERVICES)
-    try:
-        p.start()
-        load_story(p.url, p.tokens, nhs=PERSON, say=lambda _line: None)
-        yield p
-    finally:
-        p.stop()
+def running(make_module_platform):
+    from bootstrap.demo import run as load_story
+    p = make_module_platform(services=SERVICES).start()
+    load_story(p.url, p.tokens, nhs=PERSON, say=lambda _line: None)
+    return p
 
 
 def service_header(p: Platform, service: str):

@@ -7,69 +7,36 @@ with nothing stored.
 """
 from __future__ import annotations
 
-import itertools
 import uuid
 
 import pytest
 from sqlalchemy import func, select
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform
-
-_prefixes = itertools.count(943476500)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
+from bodies import gym_budget, plan_body, priority
+from calls import create_plan, if_match
+from nhs import new_nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("budgets"), services=("plans", "budgets"))
-    try:
-        yield p.start()
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    return make_module_platform(services=("plans", "budgets")).start()
 
 
 WALK = str(uuid.uuid4())
 
 
 def make_plan(platform, nhs: str) -> dict:
-    r = platform.call("gp", "POST", "/v1/plans", json={
-        "nhs_number": nhs, "conditions": ["type 2 diabetes"],
-        "priorities": [{"id": WALK, "text": "Walk my grandson to school", "category": "physical_activity",
-                        "expressed_by": "person", "rank": 1}]})
-    assert r.status_code == 201, r.text
-    plan = r.json()
-    r = platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
-    assert r.status_code == 200, r.text
-    return r.json()
+    return create_plan(platform, plan_body(nhs, priority(id=WALK, expressed_by="person", rank=1),
+                                           conditions=["type 2 diabetes"]))
 
 
 def budget_body(nhs: str, plan_id: str, **overrides) -> dict:
-    body = {
-        "nhs_number": nhs, "plan_id": plan_id, "annual_pence": 114000, "currency": "GBP",
-        "holdings": [{"type": "direct_payment", "pence": 54000}, {"type": "notional", "pence": 60000}],
-        "priorities": [{"id": WALK, "text": "Walk my grandson to school", "category": "physical_activity",
-                        "expressed_by": "person", "rank": 1},
-                       {"text": "Lose enough weight to play football again", "category": "weight_and_diet",
-                        "expressed_by": "person"}],
-        "line_items": [{"description": "Gym membership", "category": "physical_activity", "sector": "private",
-                        "pence": 30000, "frequency": "annual", "priority_ids": [WALK],
-                        "paid_from": "direct_payment"}],
-        "holder": {"relationship": "person"},
-    }
-    body.update(overrides)
-    return body
+    return gym_budget(nhs, plan_id, WALK, priority("Lose enough weight to play football again", "weight_and_diet",
+                                                   expressed_by="person"), **overrides)
 
 
 def write(platform, method: str, path: str, version: int, **kwargs):
-    return platform.call("social_care", method, path, headers={"If-Match": f'"{version}"'}, **kwargs)
+    return platform.call("social_care", method, path, headers=if_match(version), **kwargs)
 
 
 def test_a_budget_lives_its_whole_life_and_every_change_says_what_changed(platform):

@@ -144,7 +144,7 @@ def _start(name, svc, rewriter, procs, tmp_path):
     argv = list(svc["command"])
     assert argv[0] == "coproduction"
     log = open(tmp_path / f"{name}.log", "wb")
-    procs[name] = subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv[1:]], env=env, cwd=tmp_path,
+    procs[name] = subprocess.Popen([sys.executable, "-m", "bootstrap.cli", *argv[1:]], env=env, cwd=tmp_path,
                                    stdout=log, stderr=subprocess.STDOUT)
     return env
 
@@ -163,13 +163,13 @@ def test_every_service_of_compose_runs_a_full_scenario_and_stops_cleanly(compose
     gateway_env = envs["gateway-web"]
     base = f"http://127.0.0.1:{gateway_env['PORT']}"
     # compose is production: a static development token is refused, a client with keys gets in
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "dev",
+    out = subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "create", "--name", "dev",
                           "--org", "A81009", "--role", "gp"], env=gateway_env, capture_output=True, text=True, check=True)
     static = {"Authorization": f"Bearer {out.stdout.split()[-1]}"}
     assert requests.get(f"{base}/v1/plans?nhs_number=9434765919", headers=static, timeout=5).status_code == 401
     key = new_key("ES384")
     (tmp_path / "gp-jwks.json").write_text(json.dumps(jwks_of(key)))
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "GP",
+    out = subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "create", "--name", "GP",
                           "--org", "A81001", "--role", "gp", "--jwks-file", str(tmp_path / "gp-jwks.json")],
                          env=gateway_env, capture_output=True, text=True, check=True)
     token = access_token(base, out.stdout.split()[-1], key)["access_token"]

@@ -50,13 +50,13 @@ def test_envelope_is_a_valid_cloudevent(type_):
 
 def test_the_checked_in_asyncapi_document_is_current():
     from pathlib import Path
-    from coproduction.asyncapi import render
+    from bootstrap.asyncapi import render
     checked_in = (Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml").read_text()
     assert checked_in == render(), "docs/asyncapi.yaml is stale: run `coproduction asyncapi`"
 
 
 def test_asyncapi_covers_every_event_type_with_its_payload_schema():
-    from coproduction.asyncapi import document
+    from bootstrap.asyncapi import document
     doc = document()
     assert set(doc["channels"]) == set(REGISTRY)
     for type_ in REGISTRY:

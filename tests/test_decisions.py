@@ -7,6 +7,8 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bodies import AGREEMENT
+from calls import if_match
 from coproduction.nhs_number import with_check_digit
 from harness import wait_for
 from services.decisions.schemas import parse_natural_frequency
@@ -63,14 +65,9 @@ def platform(make_platform):
 
 
 @pytest.fixture(scope="module")
-def refusing(tmp_path_factory):
+def refusing(make_module_platform):
     """One platform for the refusal cases: none of them may store anything."""
-    from harness import Platform
-    p = Platform(tmp_path_factory.mktemp("refusing"), services=("plans", "decisions"))
-    try:
-        yield admitted(p.start())
-    finally:
-        p.stop()
+    return admitted(make_module_platform(services=("plans", "decisions")).start())
 
 
 def stored_decisions(platform) -> tuple[int, int]:
@@ -94,8 +91,8 @@ def test_a_reused_priority_id_joins_the_plan_priority_in_the_portfolio(platform)
     r = platform.call("gp", "POST", "/v1/plans", json=PLAN)
     assert r.status_code == 201, r.text
     plan = r.json()
-    assert platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-                         json={"agreed_by": "Dr A Patel", "person_agreed": True}).status_code == 200
+    assert platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers=if_match(1),
+                         json=AGREEMENT).status_code == 200
     doc = platform.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
     [priority] = doc["priorities"]
 
@@ -116,7 +113,7 @@ def test_a_reused_priority_id_joins_the_plan_priority_in_the_portfolio(platform)
     assert doc["decisions"][0]["id"] == decision["id"] and doc["decisions"][0]["status"] == "opened"
 
     chosen = decision["options"][1]
-    r = platform.call("hospital", "POST", f"/v1/decisions/{decision['id']}/record", headers={"If-Match": '"1"'},
+    r = platform.call("hospital", "POST", f"/v1/decisions/{decision['id']}/record", headers=if_match(1),
                       json={"chosen_option_id": chosen["id"], "persons_reason": "Worried about hypos while driving",
                             "clinician": "Dr A Patel", "others_involved": ["his wife"]})
     assert r.status_code == 200, r.text
@@ -175,36 +172,36 @@ def test_recording_rules_give_clear_errors_and_change_nothing(platform):
     record = {"chosen_option_id": no_change["id"], "persons_reason": "Wants to wait for his GP",
               "clinician": "Dr A Patel"}
     assert platform.call("hospital", "POST", url + "/record", json=record).status_code == 428
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"7"'}, json=record)
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(7), json=record)
     assert r.status_code == 412 and r.headers["ETag"] == '"1"'
 
     # a chosen option that is not one of its options
     other = open_decision(platform)
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"1"'},
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(1),
                       json=dict(record, chosen_option_id=other["options"][0]["id"]))
     assert r.status_code == 422, r.text
     assert "chosen_option_id" in r.json()["errors"]
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"1"'},
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(1),
                       json=dict(record, chosen_option_id="nope"))
     assert r.status_code == 422 and "chosen_option_id" in r.json()["errors"]
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"1"'},
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(1),
                       json={"chosen_option_id": no_change["id"]})
     assert r.status_code == 422 and {"persons_reason", "clinician"} <= set(r.json()["errors"])
     got = platform.call("hospital", "GET", url).json()
     assert got["status"] == "opened" and got["version"] == 1 and got["outcome"] is None
     assert stored_decisions(platform) == (2, 2)
 
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"1"'}, json=record)
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(1), json=record)
     assert r.status_code == 200, r.text
     assert r.json()["outcome"]["chosen_is_no_change"] is True
 
     # recorded once only; and it cannot be deferred or changed any more
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"2"'}, json=record)
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(2), json=record)
     assert r.status_code == 409 and "supersede" in r.json()["detail"]
-    r = platform.call("hospital", "POST", url + "/defer", headers={"If-Match": '"2"'},
+    r = platform.call("hospital", "POST", url + "/defer", headers=if_match(2),
                       json={"reason": "x", "revisit_by": (date.today() + timedelta(days=3)).isoformat()})
     assert r.status_code == 409
-    r = platform.call("hospital", "PATCH", url, headers={"If-Match": '"2"'}, json={"question": "Other?"})
+    r = platform.call("hospital", "PATCH", url, headers=if_match(2), json={"question": "Other?"})
     assert r.status_code == 409
     assert stored_decisions(platform) == (2, 3)
 
@@ -213,10 +210,10 @@ def test_defer_then_record_and_follow_up(platform):
     d = open_decision(platform)
     url = f"/v1/decisions/{d['id']}"
     revisit = (date.today() + timedelta(days=7)).isoformat()
-    r = platform.call("hospital", "POST", url + "/defer", headers={"If-Match": '"1"'},
+    r = platform.call("hospital", "POST", url + "/defer", headers=if_match(1),
                       json={"reason": "", "revisit_by": (date.today() - timedelta(days=1)).isoformat()})
     assert r.status_code == 422 and {"reason", "revisit_by"} <= set(r.json()["errors"])
-    r = platform.call("hospital", "POST", url + "/defer", headers={"If-Match": '"1"'},
+    r = platform.call("hospital", "POST", url + "/defer", headers=if_match(1),
                       json={"reason": "Wants to talk it over with his wife", "revisit_by": revisit,
                             "clinician": "Dr A Patel"})
     assert r.status_code == 200, r.text
@@ -228,15 +225,15 @@ def test_defer_then_record_and_follow_up(platform):
     options = copy.deepcopy(body["options"]) + [{"label": "Structured education first",
                                                  "risks": [{"text": "glucose stays high for a while",
                                                             "natural_frequency": "30 in 100"}]}]
-    r = platform.call("hospital", "PATCH", url, headers={"If-Match": '"2"'}, json={"options": options})
+    r = platform.call("hospital", "PATCH", url, headers=if_match(2), json={"options": options})
     assert r.status_code == 200, r.text
     assert len(r.json()["options"]) == 4 and r.json()["options"][0]["id"] == body["options"][0]["id"]
-    r = platform.call("hospital", "PATCH", url, headers={"If-Match": '"3"'},
+    r = platform.call("hospital", "PATCH", url, headers=if_match(3),
                       json={"options": options[:1]})
     assert r.status_code == 422 and "options" in r.json()["errors"]
 
     chosen = r = platform.call("hospital", "GET", url).json()["options"][3]
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"3"'},
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(3),
                       json={"chosen_option_id": chosen["id"], "persons_reason": "Learn more first",
                             "clinician": "Dr A Patel",
                             "follow_up": {"summary_given": True}})
@@ -244,9 +241,9 @@ def test_defer_then_record_and_follow_up(platform):
     assert r.json()["status"] == "recorded" and r.json()["deferral"] is None
     assert len(r.json()["deferrals"]) == 1 and r.json()["follow_up"]["summary_given"] is True
 
-    r = platform.call("hospital", "POST", url + "/follow-up", headers={"If-Match": '"4"'}, json={})
+    r = platform.call("hospital", "POST", url + "/follow-up", headers=if_match(4), json={})
     assert r.status_code == 422
-    r = platform.call("hospital", "POST", url + "/follow-up", headers={"If-Match": '"4"'},
+    r = platform.call("hospital", "POST", url + "/follow-up", headers=if_match(4),
                       json={"letter_sent": True, "letter_sent_to": ["person", "GP"],
                             "letter_sent_at": "2026-11-25T12:00:00Z"})
     assert r.status_code == 200, r.text
@@ -264,14 +261,14 @@ def test_supersede_by_new_decision_or_endpoint_and_never_record_a_superseded_one
     url = f"/v1/decisions/{first['id']}"
     record = {"chosen_option_id": first["options"][2]["id"], "persons_reason": "Wait for GP",
               "clinician": "Dr A Patel"}
-    assert platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"1"'},
+    assert platform.call("hospital", "POST", url + "/record", headers=if_match(1),
                          json=record).status_code == 200
 
     # revisit at the GP practice (which holds his plan): a new decision superseding the first
     assert platform.call("gp", "POST", "/v1/plans", json=PLAN).status_code == 201
     r = platform.call("gp", "POST", url + "/supersede", json={"reason": "Revisited at GP review"})
     assert r.status_code == 428
-    r = platform.call("gp", "POST", url + "/supersede", headers={"If-Match": '"2"'},
+    r = platform.call("gp", "POST", url + "/supersede", headers=if_match(2),
                       json={"reason": "Revisited at GP review", "setting": "primary", "encounter_id": None})
     assert r.status_code == 201, r.text
     second = r.json()
@@ -286,12 +283,12 @@ def test_supersede_by_new_decision_or_endpoint_and_never_record_a_superseded_one
     counts = stored_decisions(platform)
 
     # recording, deferring or superseding a superseded decision: 409 and nothing stored
-    r = platform.call("hospital", "POST", url + "/record", headers={"If-Match": '"3"'}, json=record)
+    r = platform.call("hospital", "POST", url + "/record", headers=if_match(3), json=record)
     assert r.status_code == 409 and "superseded" in r.json()["detail"]
-    r = platform.call("hospital", "POST", url + "/defer", headers={"If-Match": '"3"'},
+    r = platform.call("hospital", "POST", url + "/defer", headers=if_match(3),
                       json={"reason": "x", "revisit_by": (date.today() + timedelta(days=3)).isoformat()})
     assert r.status_code == 409
-    r = platform.call("hospital", "POST", url + "/supersede", headers={"If-Match": '"3"'}, json={"reason": "again"})
+    r = platform.call("hospital", "POST", url + "/supersede", headers=if_match(3), json={"reason": "again"})
     assert r.status_code == 409
     r = platform.call("hospital", "POST", "/v1/decisions",
                       json=dict(decision_body(), supersedes=first["id"]))
@@ -299,7 +296,7 @@ def test_supersede_by_new_decision_or_endpoint_and_never_record_a_superseded_one
     assert stored_decisions(platform) == counts
 
     # a new decision may name the one it supersedes when it is opened
-    r = platform.call("hospital", "POST", "/v1/decisions", headers={"If-Match": '"9"'},
+    r = platform.call("hospital", "POST", "/v1/decisions", headers=if_match(9),
                       json=dict(decision_body(), supersedes=second["id"], supersede_reason="New admission"))
     assert r.status_code == 412
     r = platform.call("hospital", "POST", "/v1/decisions",

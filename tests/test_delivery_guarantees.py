@@ -1,35 +1,27 @@
 """Issue 2's promises: nothing lost, nothing applied twice, bad events set aside with their reason."""
 from __future__ import annotations
 
-import json
 import uuid
 
 import pika
 from sqlalchemy import func, select
 
+from bodies import plan_body
 from coproduction.bus import Publisher
 from coproduction.consumer import dead_letters
 from coproduction.events import dumps, make_event
-from coproduction.nhs_number import with_check_digit
 from coproduction.service import load
 from faults import TcpProxy
 from harness import AMQP_URL, wait_for
+from nhs import numbered
+from partial import web_only
 
 import services.plans.events  # noqa: F401  registers the plan event schemas
 
 
 def nhs(n: int) -> str:
-    """The n-th valid NHS number of a run (skipping numbers whose check digit would be 10)."""
-    i = 0
-    while True:
-        candidate = with_check_digit(f"{900000000 + n * 37 + i:09d}")
-        if candidate:
-            return candidate
-        i += 1
-
-
-def plan_body(number: str, text: str = "Walk my grandson to school") -> dict:
-    return {"nhs_number": number, "priorities": [{"text": text, "category": "physical_activity"}]}
+    """The n-th person of a run."""
+    return numbered(n, series=900000000)
 
 
 def gateway_counts(platform) -> dict:
@@ -63,12 +55,8 @@ class CrashAfterPublish(Publisher):
 
 def test_relay_crash_between_publish_and_commit_delivers_once(make_platform):
     from coproduction.outbox import Relay
-    platform = make_platform()
-    platform.migrate()
+    platform = web_only(make_platform())
     platform.start_consumer()
-    platform.start_web("plans")
-    platform.start_web("gateway")
-    platform.create_clients()
     people = [nhs(i) for i in range(5)]
     for number in people:
         assert platform.call("gp", "POST", "/v1/plans", json=plan_body(number)).status_code == 201
@@ -92,12 +80,8 @@ def test_relay_crash_between_publish_and_commit_delivers_once(make_platform):
 
 
 def test_relay_process_killed_mid_stream_loses_and_doubles_nothing(make_platform):
-    platform = make_platform()
-    platform.migrate()
+    platform = web_only(make_platform())
     platform.start_consumer()
-    platform.start_web("plans")
-    platform.start_web("gateway")
-    platform.create_clients()
     total = 200
     for i in range(total):
         assert platform.call("gp", "POST", "/v1/plans", json=plan_body(nhs(i))).status_code == 201

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from coproduction.cli import main
+from bootstrap.cli import main
 from harness import free_port
 
 NHS = "9434765919"

@@ -21,7 +21,7 @@ NHS = "9434765919"
 
 
 def serve(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coproduction.cli", "serve", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bootstrap.cli", "serve", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -10,7 +10,6 @@ every shape.
 """
 from __future__ import annotations
 
-import itertools
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
@@ -19,10 +18,12 @@ from fhir.resources.R4B.bundle import Bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from calls import create_plan, if_match
 from coproduction.events import EXPRESSED_BY, PRIORITY_CATEGORIES, PRIORITY_STATUSES, iso
 from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
+from harness import wait_for
 from interop import fhir_plans as fhir
+from nhs import new_nhs
 from services.plans.schemas import (ACTION_OWNERS, ACTION_STATUSES, GOAL_ACHIEVEMENT, GOAL_LIFECYCLE,
                                     PLAN_STATUSES)
 
@@ -39,15 +40,6 @@ OBSERVATION_STATUS = {"registered", "preliminary", "final", "amended", "correcte
 ISSUE_SEVERITY = {"fatal", "error", "warning", "information"}
 BUNDLE_TYPE = {"document", "message", "transaction", "transaction-response", "batch", "batch-response",
                "history", "searchset", "collection"}
-
-_prefixes = itertools.count(943476700)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
 
 
 # -- checking a document ---------------------------------------------------------------------------
@@ -253,12 +245,8 @@ def test_every_plan_maps_to_valid_fhir_that_reads_back_the_same(plan):
 
 # -- through the platform -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("fhir"))
-    try:
-        yield p.start()
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    return make_module_platform().start()
 
 
 IN_A_YEAR = (date.today() + timedelta(days=365)).isoformat()
@@ -266,7 +254,7 @@ IN_A_YEAR = (date.today() + timedelta(days=365)).isoformat()
 
 def make_plan(platform, nhs: str, agree: bool = True) -> dict:
     walk = str(uuid.uuid4())
-    r = platform.call("gp", "POST", "/v1/plans", json={
+    return create_plan(platform, {
         "nhs_number": nhs, "conditions": ["type 2 diabetes", "low mood"],
         "priorities": [{"id": walk, "text": "Walk my grandson to school", "category": "physical_activity",
                         "rank": 1}],
@@ -280,15 +268,7 @@ def make_plan(platform, nhs: str, agree: bool = True) -> dict:
         "results": [{"name": "HbA1c", "value": "58", "unit": "mmol/mol", "taken_on": date.today().isoformat()},
                     {"name": "Blood pressure", "value": "142/88", "unit": "mmHg"}],
         "results_shared_at": iso(datetime.now(timezone.utc) - timedelta(days=7)),
-    })
-    assert r.status_code == 201, r.text
-    plan = r.json()
-    if agree:
-        r = platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-                          json={"agreed_by": "Dr A Patel", "person_agreed": True})
-        assert r.status_code == 200, r.text
-        plan = r.json()
-    return plan
+    }, agreed=agree)
 
 
 def test_a_plans_fhir_validates_and_round_trips(platform):
@@ -320,7 +300,7 @@ def test_a_plans_fhir_validates_and_round_trips(platform):
 def test_the_persons_bundle_validates_and_holds_every_plan(platform):
     nhs = new_nhs()
     first = make_plan(platform, nhs)
-    r = platform.call("gp", "POST", f"/v1/plans/{first['id']}/close", headers={"If-Match": '"2"'},
+    r = platform.call("gp", "POST", f"/v1/plans/{first['id']}/close", headers=if_match(2),
                       json={"reason": "Replaced at annual review"})
     assert r.status_code == 200, r.text
     first = r.json()

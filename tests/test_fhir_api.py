@@ -5,7 +5,6 @@ validates as FHIR R4 (fhir.resources R4B, with FHIR's required value sets); acce
 as on the JSON door; a CarePlan that cannot be mapped is a 422 naming each element."""
 from __future__ import annotations
 
-import itertools
 import uuid
 from datetime import date, timedelta
 
@@ -19,14 +18,12 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import MultipleResourcesFound, OperationOutcome as FhirpyOutcome
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
-from oauth_client import access_token, new_key, register
+from harness import wait_for
+from nhs import new_nhs
+from oauth_client import FHIR, access_token, bearer, fhir_request, new_key, register
 from test_fhir import (ACTIVITY_STATUS, CAREPLAN_INTENT, CAREPLAN_STATUS, GOAL_LIFECYCLE_CODES, ISSUE_SEVERITY,
                        OBSERVATION_STATUS)
 
-_prefixes = itertools.count(943476900)
-FHIR = "/fhir/R4"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 IN_A_YEAR = (date.today() + timedelta(days=365)).isoformat()
 REQUIRED = {"CarePlan": lambda r: r["status"] in CAREPLAN_STATUS and r["intent"] in CAREPLAN_INTENT
@@ -42,13 +39,6 @@ REQUIRED = {"CarePlan": lambda r: r["status"] in CAREPLAN_STATUS and r["intent"]
                                                        "cancelled", "entered-in-error"}}
 
 
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
-
-
 def valid(resource: dict) -> dict:
     """Validate with fhir.resources and FHIR's required bindings; Bundles entry by entry."""
     from fhir.resources.R4B import get_fhir_model_class
@@ -62,19 +52,15 @@ def valid(resource: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("fhir-api"), services=("plans", "budgets"))
-    try:
-        p.start()
-        key = new_key("ES384")
-        p.gp_key, p.gp_client = key, register(p, key, role="gp", org="A81001")
-        p.other_key = new_key("ES384")
-        p.other_client = register(p, p.other_key, role="gp", org="B82002", name="Elsewhere Surgery")
-        p.hospital_key = new_key("RS384")
-        p.hospital_client = register(p, p.hospital_key, role="hospital", org="RX101", name="St Elsewhere")
-        yield p
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    p = make_module_platform(services=("plans", "budgets")).start()
+    key = new_key("ES384")
+    p.gp_key, p.gp_client = key, register(p, key, role="gp", org="A81001")
+    p.other_key = new_key("ES384")
+    p.other_client = register(p, p.other_key, role="gp", org="B82002", name="Elsewhere Surgery")
+    p.hospital_key = new_key("RS384")
+    p.hospital_client = register(p, p.hospital_key, role="hospital", org="RX101", name="St Elsewhere")
+    return p
 
 
 def token(platform, who: str = "gp", scope: str | None = None) -> str:
@@ -89,10 +75,7 @@ def fhir_client(platform, who: str = "gp", **headers) -> SyncFHIRClient:
 
 
 def call(platform, method: str, path: str, who: str | None = "gp", **kwargs) -> requests.Response:
-    headers = kwargs.pop("headers", {})
-    if who:
-        headers["Authorization"] = f"Bearer {token(platform, who)}"
-    return requests.request(method, platform.url + FHIR + path, headers=headers, timeout=30, **kwargs)
+    return fhir_request(platform, who and token(platform, who), method, path, **kwargs)
 
 
 def care_plan(nhs: str, **extra) -> dict:
@@ -222,7 +205,7 @@ def test_everything_and_summary_validate_and_leave_out_what_is_withheld(platform
     r = platform.call("admin", "PUT", f"/v1/people/{nhs}/sharing", json={"withhold": {"hospital": ["plans"]}})
     assert r.status_code == 200, r.text
     r = requests.post(f"{platform.url}/v1/people/{nhs}/relationships", timeout=30,
-                      headers={"Authorization": f"Bearer {token(platform, 'hospital')}"},
+                      headers=bearer(token(platform, "hospital")),
                       json={"kind": "admission", "reason": "Admitted through the emergency department",
                             "encounter_id": "A1"})
     assert r.status_code == 201, r.text

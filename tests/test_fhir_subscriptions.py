@@ -3,49 +3,36 @@ a signed history Bundle with a SubscriptionStatus and event numbers; ``$events``
 the receiver missed while it was down; ``$status`` counts them. Real HTTP, PostgreSQL, RabbitMQ."""
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
-from oauth_client import access_token, new_key, register
+from bodies import notional_budget
+from calls import if_match
+from harness import wait_for
+from nhs import new_nhs
+from oauth_client import FHIR, access_token, bearer, fhir_request, new_key, register
 from test_fhir_api import valid
 from test_webhooks import Receiver, make_plan, start_dispatcher
 
-FHIR = "/fhir/R4"
 TOPIC = "https://coproduction.example.org/fhir/SubscriptionTopic/budget-changes"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
-_prefixes = itertools.count(943477000)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("fhir-subs"), services=("plans", "budgets"))
-    try:
-        p.start()
-        p.key = new_key("ES384")
-        # the council's own system: the same organisation as the static social care client that holds budgets
-        p.client = register(p, p.key, role="social_care", org="ORGSOC", name="Council care system")
-        yield p
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    p = make_module_platform(services=("plans", "budgets")).start()
+    p.key = new_key("ES384")
+    # the council's own system: the same organisation as the static social care client that holds budgets
+    p.client = register(p, p.key, role="social_care", org="ORGSOC", name="Council care system")
+    return p
 
 
 def fhir(platform, method: str, path: str, **kwargs) -> requests.Response:
-    bearer = access_token(platform, platform.client, platform.key)["access_token"]
-    headers = {"Authorization": f"Bearer {bearer}", **kwargs.pop("headers", {})}
-    return requests.request(method, platform.url + FHIR + path, headers=headers, timeout=30, **kwargs)
+    return fhir_request(platform, access_token(platform, platform.client, platform.key)["access_token"], method, path,
+                        **kwargs)
 
 
 def subscription(endpoint: str, nhs: str) -> dict:
@@ -61,15 +48,14 @@ def subscription(endpoint: str, nhs: str) -> dict:
 
 def make_budget(platform, nhs: str) -> tuple[str, int]:
     plan_id = make_plan(platform, nhs)
-    r = platform.call("social_care", "POST", "/v1/budgets", json={
-        "nhs_number": nhs, "plan_id": plan_id, "annual_pence": 114000, "currency": "GBP",
-        "holdings": [{"type": "notional", "pence": 114000}], "holder": {"relationship": "person"}})
+    r = platform.call("social_care", "POST", "/v1/budgets", json=notional_budget(
+        nhs, plan_id, 114000, currency="GBP", holder={"relationship": "person"}))
     assert r.status_code == 201, r.text
     return r.json()["id"], 1
 
 
 def change_budget(platform, budget_id: str, version: int, pence: int) -> int:
-    r = platform.call("social_care", "PATCH", f"/v1/budgets/{budget_id}", headers={"If-Match": f'"{version}"'},
+    r = platform.call("social_care", "PATCH", f"/v1/budgets/{budget_id}", headers=if_match(version),
                       json={"annual_pence": pence, "holdings": [{"type": "notional", "pence": pence}]})
     assert r.status_code == 200, r.text
     return r.json()["version"]
@@ -141,7 +127,7 @@ def test_a_budget_change_arrives_as_a_backport_notification_and_events_replays_w
 
         # another client cannot see it; a subscription to a topic it may not read is refused
         r = requests.get(platform.url + FHIR + f"/Subscription/{sub_id}/$events", timeout=30,
-                         headers={"Authorization": f"Bearer {platform.tokens['admin']}"})
+                         headers=bearer(platform.tokens["admin"]))
         assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
         bad = subscription(receiver.url(), nhs)
         bad["criteria"] = "https://example.org/nope"

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -25,33 +24,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coproduction.nhs_number import with_check_digit
-from harness import ROOT, Platform, wait_for
-
-_prefixes = itertools.count(943476800)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
+from calls import agree, if_match
+from harness import ROOT, wait_for
+from nhs import new_nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("gp-sync"))
-    try:
-        p.start()
-        from gateway import clients
-        db = p.database("gateway")
-        for name in ("gp_a", "gp_b"):  # two GP systems of one practice: both hold its patients' plans
-            _id, p.tokens[name] = clients.create(db, f"practice system {name}", "A81001", "gp")
-        _id, p.tokens["no_portfolio"] = clients.create(db, "no portfolio", "X1", "gp", without=["portfolio:read"])
-        db.dispose()
-        yield p
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    p = make_module_platform().start()
+    from gateway import clients
+    db = p.database("gateway")
+    for name in ("gp_a", "gp_b"):  # two GP systems of one practice: both hold its patients' plans
+        _id, p.tokens[name] = clients.create(db, f"practice system {name}", "A81001", "gp")
+    _id, p.tokens["no_portfolio"] = clients.create(db, "no portfolio", "X1", "gp", without=["portfolio:read"])
+    db.dispose()
+    return p
 
 
 IN_A_YEAR = (date.today() + timedelta(days=365)).isoformat()
@@ -66,13 +53,6 @@ def create(platform, nhs: str, role: str = "gp") -> dict:
         "actions": [{"text": "Walk 15 minutes after lunch", "owner": "person"}],
         "next_review_date": IN_A_YEAR})
     assert r.status_code == 201, r.text
-    return r.json()
-
-
-def agree(platform, plan: dict, role: str = "gp") -> dict:
-    r = platform.call(role, "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": f'"{plan["version"]}"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
-    assert r.status_code == 200, r.text
     return r.json()
 
 
@@ -162,7 +142,7 @@ def test_paging_the_feed_while_writes_continue_gets_every_change_once_in_order(p
                         plan = agree(platform, plan)
                     else:
                         r = platform.call("gp", "PATCH", f"/v1/plans/{plan['id']}",
-                                          headers={"If-Match": f'"{plan["version"]}"'},
+                                          headers=if_match(plan["version"]),
                                           json={"conditions": plan["conditions"] + [f"c{len(plan['conditions'])}"]})
                         assert r.status_code == 200, r.text
                         plan = r.json()
@@ -220,7 +200,7 @@ def test_the_feed_filters_respects_consent_and_refuses_what_it_did_not_give(plat
     _, start = read_feed(platform)
     shared, private = new_nhs(), new_nhs()
     plans = {nhs: agree(platform, create(platform, nhs)) for nhs in (shared, private)}
-    r = platform.call("gp", "POST", f"/v1/plans/{plans[shared]['id']}/hold", headers={"If-Match": '"2"'},
+    r = platform.call("gp", "POST", f"/v1/plans/{plans[shared]['id']}/hold", headers=if_match(2),
                       json={"reason": "Admitted to hospital"})
     assert r.status_code == 200, r.text
     wait_for(lambda: len(read_feed(platform, after=start)[0]) == 5, message="five changes in the feed")
@@ -296,7 +276,7 @@ def test_the_example_gp_client_pulls_from_its_cursor_and_pushes_with_if_match(pl
     assert [line for line in lines if "pulled" in line] == []
 
     # a change made elsewhere is pulled, then the GP's own change is pushed on top of it
-    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"2"'},
+    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers=if_match(2),
                       json={"conditions": ["type 2 diabetes", "hypertension"]})
     assert r.status_code == 200, r.text
     wait_for(lambda: any(e["aggregateversion"] == 3 for e in read_feed(platform, f"/v1/people/{nhs}/changes", role="gp_a")[0]),
@@ -308,7 +288,7 @@ def test_the_example_gp_client_pulls_from_its_cursor_and_pushes_with_if_match(pl
     assert [line for line in lines if "pushed" in line] == [{"pushed": pid, "version": 4, "retries": 0}]
 
     # a stale local copy: the push gets 412, re-reads and lands on top, and both changes stay
-    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"4"'},
+    r = platform.call("gp_b", "PATCH", f"/v1/plans/{pid}", headers=if_match(4),
                       json={"actions": [{"text": "Walk 20 minutes after lunch", "owner": "person"}]})
     assert r.status_code == 200, r.text
     lines = run_example(platform, state, "--no-pull", "--revise", pid,

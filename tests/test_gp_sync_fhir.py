@@ -9,22 +9,18 @@ import sys
 
 import pytest
 
-from harness import ROOT, Platform
+from harness import ROOT
 from oauth_client import new_key, register
 from test_fhir_api import call, create, new_nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("gp-sync-fhir"))
-    try:
-        p.start()
-        p.gp_key = new_key("ES384", kid="gp-sync-1")
-        p.gp_client = register(p, p.gp_key, role="gp", org="A81001")
-        p.other_client, p.other_key, p.hospital_client, p.hospital_key = p.gp_client, p.gp_key, None, None
-        yield p
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    p = make_module_platform().start()
+    p.gp_key = new_key("ES384", kid="gp-sync-1")
+    p.gp_client = register(p, p.gp_key, role="gp", org="A81001")
+    p.other_client, p.other_key, p.hospital_client, p.hospital_key = p.gp_client, p.gp_key, None, None
+    return p
 
 
 def run(platform, tmp_path, *args: str) -> list[dict]:

@@ -7,66 +7,43 @@ exist, confidence 11) are clear 409/422s and store nothing.
 """
 from __future__ import annotations
 
-import threading
-from itertools import count
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
+from bodies import AGREEMENT, COURSE
+from calls import expect, if_match, race
+from harness import wait_for
+from nhs import new_nhs
 from services.groups.models import default_min_sessions, min_of_six_from_env
-
-_seq = count(1)
-
-
-def new_nhs() -> str:
-    """A fresh valid NHS number per person, so tests sharing one platform never meet."""
-    while True:
-        number = with_check_digit(f"97{next(_seq):07d}")
-        if number:
-            return number
 
 
 @pytest.fixture(scope="module")
-def gp(tmp_path_factory):
+def gp(make_module_platform):
     """One platform (plans and groups) for the module; every test uses its own people and courses."""
-    p = Platform(tmp_path_factory.mktemp("groups"), services=("plans", "groups"))
-    try:
-        yield p.start()
-    finally:
-        p.stop()
-
-
-COURSE = {"programme": "expert_patients", "title": "Living well with diabetes", "sessions": 6,
-          "starts_on": "2027-04-09", "capacity": 12, "tutors": [{"name": "Sam Lee", "role": "lay_tutor"}]}
-
-
-def ok(r, status=200):
-    assert r.status_code == status, f"{r.status_code} {r.text}"
-    return r.json()
+    return make_module_platform(services=("plans", "groups")).start()
 
 
 def create_course(p, **overrides) -> dict:
-    return ok(p.call("community", "POST", "/v1/courses", json=dict(COURSE, **overrides)), 201)
+    return expect(p.call("community", "POST", "/v1/courses", json=dict(COURSE, **overrides)), 201)
 
 
 def start(p, course) -> dict:
-    return ok(p.call("community", "POST", f"/v1/courses/{course['id']}/start",
-                     headers={"If-Match": f'"{course["version"]}"'}))
+    return expect(p.call("community", "POST", f"/v1/courses/{course['id']}/start",
+                     headers=if_match(course["version"])))
 
 
-def enrol(p, course, nhs, expect=201, **body):
+def enrol(p, course, nhs, expected=201, **body):
     r = p.call("community", "POST", f"/v1/courses/{course['id']}/enrolments",
                json=dict({"nhs_number": nhs, "referral_source": "care_plan"}, **body))
-    return ok(r, expect)
+    return expect(r, expected)
 
 
 def act(p, enrolment, path, body=None, status=200, version=None):
     r = p.call("community", "POST", f"/v1/enrolments/{enrolment['id']}/{path}", json=body or {},
-               headers={"If-Match": f'"{version or enrolment["version"]}"'})
-    return ok(r, status)
+               headers=if_match(version or enrolment["version"]))
+    return expect(r, status)
 
 
 def attend(p, enrolment, session_no, attended=True):
@@ -113,7 +90,7 @@ def test_courses_are_created_once_validated_and_listed(gp):
     key = {"Idempotency-Key": "course-" + new_nhs()}
     r1 = gp.call("community", "POST", "/v1/courses", json=COURSE, headers=key)
     r2 = gp.call("community", "POST", "/v1/courses", json=COURSE, headers=key)
-    c1, c2 = ok(r1, 201), ok(r2, 201)
+    c1, c2 = expect(r1, 201), expect(r2, 201)
     assert c1["id"] == c2["id"] and r2.headers.get("Idempotent-Replayed") == "true"
     assert r1.headers["ETag"] == '"1"'
     assert c1["status"] == "planned" and c1["completion_min_sessions"] == 4
@@ -130,12 +107,12 @@ def test_courses_are_created_once_validated_and_listed(gp):
     assert r.status_code == 422 and r.headers["Content-Type"] == "application/problem+json"
     assert {"completion_min_sessions", "programme", "tutors.0.role"} <= set(r.json()["errors"]), r.json()
     assert gp.call("hospital", "POST", "/v1/courses", json=COURSE).status_code == 403
-    assert ok(gp.call("hospital", "GET", f"/v1/courses/{cch['id']}"))["title"] == "Co-Creating Health: COPD"
+    assert expect(gp.call("hospital", "GET", f"/v1/courses/{cch['id']}"))["title"] == "Co-Creating Health: COPD"
 
-    page = ok(gp.call("gp", "GET", "/v1/courses?programme=co_creating_health&limit=1"))
+    page = expect(gp.call("gp", "GET", "/v1/courses?programme=co_creating_health&limit=1"))
     assert [c["id"] for c in page["items"]] == [cch["id"]] and page["next_cursor"] is None
-    first = ok(gp.call("gp", "GET", "/v1/courses?programme=expert_patients&limit=1"))
-    second = ok(gp.call("gp", "GET", f"/v1/courses?programme=expert_patients&limit=1&cursor={first['next_cursor']}"))
+    first = expect(gp.call("gp", "GET", "/v1/courses?programme=expert_patients&limit=1"))
+    second = expect(gp.call("gp", "GET", f"/v1/courses?programme=expert_patients&limit=1&cursor={first['next_cursor']}"))
     assert first["items"][0]["id"] != second["items"][0]["id"]
     assert gp.call("gp", "GET", "/v1/courses?cursor=nonsense").status_code == 422
 
@@ -143,12 +120,12 @@ def test_courses_are_created_once_validated_and_listed(gp):
 # -- the journey -----------------------------------------------------------------------------------
 def test_enrol_attend_plan_and_complete_by_the_rule_each_showing_in_the_portfolio(gp):
     nhs = new_nhs()
-    plan = ok(gp.call("gp", "POST", "/v1/plans", json={
+    plan = expect(gp.call("gp", "POST", "/v1/plans", json={
         "nhs_number": nhs, "conditions": ["type 2 diabetes"],
         "priorities": [{"text": "Walk my grandson to school", "category": "physical_activity", "rank": 1},
                        {"text": "Feel less lonely", "category": "social_connection", "rank": 2}]}), 201)
-    ok(gp.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-               json={"agreed_by": "Dr A Patel", "person_agreed": True}))
+    expect(gp.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers=if_match(1),
+               json=AGREEMENT))
     walk_id = next(p["id"] for p in plan["priorities"] if p["text"].startswith("Walk"))
     lonely_id = next(p["id"] for p in plan["priorities"] if p["text"].startswith("Feel"))
 
@@ -194,7 +171,7 @@ def test_enrol_attend_plan_and_complete_by_the_rule_each_showing_in_the_portfoli
     assert e["status"] == "completed" and e["completed_at"] and e["version"] == 10
     gp.admit(nhs)
     r = gp.call("hospital", "GET", f"/v1/enrolments/{e['id']}")
-    assert ok(r)["status"] == "completed" and r.headers["ETag"] == '"10"'
+    assert expect(r)["status"] == "completed" and r.headers["ETag"] == '"10"'
 
     g = shows(gp, nhs, e["id"], lambda g: g["status"] == "completed")
     assert g["in_progress"] is False and g["sessions_attended"] == 4 and len(g["attendance"]) == 6
@@ -208,7 +185,7 @@ def test_enrol_attend_plan_and_complete_by_the_rule_each_showing_in_the_portfoli
 
     # completed is final
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/withdraw", json={"reason": "x"},
-                headers={"If-Match": '"10"'})
+                headers=if_match(10))
     assert r.status_code == 409 and "final" in r.json()["detail"]
 
 
@@ -224,11 +201,11 @@ def test_finishing_a_course_settles_every_open_enrolment_by_the_rule(gp):
     e_short = attend(gp, e_short, 1)
     assert e_done["status"] == "active", "session 4 is not on record yet"
 
-    course = ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))
-    r = gp.call("community", "POST", f"/v1/courses/{course['id']}/finish", headers={"If-Match": '"1"'})
+    course = expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))
+    r = gp.call("community", "POST", f"/v1/courses/{course['id']}/finish", headers=if_match(1))
     assert r.status_code == 412
-    finished = ok(gp.call("community", "POST", f"/v1/courses/{course['id']}/finish",
-                          headers={"If-Match": f'"{course["version"]}"'}))
+    finished = expect(gp.call("community", "POST", f"/v1/courses/{course['id']}/finish",
+                          headers=if_match(course["version"])))
     assert finished["status"] == "finished"
 
     g = shows(gp, done, e_done["id"], lambda g: g["status"] == "completed")
@@ -265,11 +242,11 @@ def test_withdrawal_shows_in_the_portfolio_and_frees_the_place(gp):
 
     for path, body in (("withdraw", {"reason": "again"}), ("attendance", {"session_no": 2, "attended": True})):
         r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/{path}", json=body,
-                    headers={"If-Match": f'"{e["version"]}"'})
+                    headers=if_match(e["version"]))
         assert r.status_code == 409, r.text
     # the place is free again: someone else, or the same person later, can take it
     other_e = enrol(gp, course, other, referral_source="self")
-    assert ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_left"] == 0
+    assert expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_left"] == 0
     act(gp, other_e, "withdraw", {"reason": "Moved away"})
     again = enrol(gp, course, nhs, referral_source="self")
     assert again["id"] != e["id"] and again["status"] == "enrolled"
@@ -281,7 +258,7 @@ def test_a_referral_must_be_confirmed_before_attendance(gp):
     e = enrol(gp, course, nhs, status="referred", referral_source="budget")
     shows(gp, nhs, e["id"], lambda g: g["status"] == "referred" and g["in_progress"])
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 1, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 409 and "confirm" in r.json()["detail"]
     e = act(gp, e, "confirm")
     assert e["status"] == "enrolled" and e["version"] == 2
@@ -293,10 +270,10 @@ def test_cancelling_a_course_withdraws_its_people_with_the_reason(gp):
     course = create_course(gp)
     e = enrol(gp, course, nhs)
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 1, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 409 and "start it first" in r.json()["detail"]
-    cancelled = ok(gp.call("community", "POST", f"/v1/courses/{course['id']}/cancel", json={"reason": "Tutor ill"},
-                           headers={"If-Match": '"1"'}))
+    cancelled = expect(gp.call("community", "POST", f"/v1/courses/{course['id']}/cancel", json={"reason": "Tutor ill"},
+                           headers=if_match(1)))
     assert cancelled["status"] == "cancelled" and cancelled["status_reason"] == "Tutor ill"
     g = shows(gp, nhs, e["id"], lambda g: g["status"] == "withdrawn")
     assert g["reason"] == "The course was cancelled: Tutor ill"
@@ -321,26 +298,26 @@ def test_refusals_are_clear_and_store_nothing(gp):
     assert r.status_code == 409 and "already enrolled" in r.json()["detail"] and e["id"] in r.json()["detail"]
 
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 7, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 422 and "session 7 does not exist" in r.json()["errors"]["session_no"][0]
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 0, "attended": True},
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 422 and "session_no" in r.json()["errors"]
 
     plan = {"week": 1, "what": "walk", "how_much": "15 minutes", "when": "after lunch", "how_often": "5 days",
             "confidence": 11}
-    r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=plan, headers={"If-Match": '"1"'})
+    r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=plan, headers=if_match(1))
     assert r.status_code == 422 and list(r.json()["errors"]) == ["confidence"]
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=dict(plan, confidence=5, week=7),
-                headers={"If-Match": '"1"'})
+                headers=if_match(1))
     assert r.status_code == 422 and "week" in r.json()["errors"]
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/action-plans", json=dict(plan, confidence=5),
-                headers={"If-Match": '"0"'})
+                headers=if_match(0))
     assert r.status_code == 412
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance", json={"session_no": 1, "attended": True})
     assert r.status_code == 428
     r = gp.call("community", "POST", f"/v1/enrolments/{e['id']}/attendance",
-                json={"session_no": 1, "attended": True, "mood": "good"}, headers={"If-Match": '"1"'})
+                json={"session_no": 1, "attended": True, "mood": "good"}, headers=if_match(1))
     assert r.status_code == 422 and "mood" in r.json()["errors"]
     r = gp.call("community", "POST", f"/v1/courses/{course['id']}/enrolments",
                 json={"nhs_number": "9434765918", "referral_source": "friend"})
@@ -348,50 +325,34 @@ def test_refusals_are_clear_and_store_nothing(gp):
 
     # nothing was stored: no event, no new version, no place taken, no enrolment for the refused person
     assert outbox_rows(gp) == before
-    got = ok(gp.call("community", "GET", f"/v1/enrolments/{e['id']}"))
+    got = expect(gp.call("community", "GET", f"/v1/enrolments/{e['id']}"))
     assert got["version"] == 1 and got["attendance"] == [] and got["action_plans"] == []
-    assert ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 2
-    assert ok(gp.call("admin", "GET", f"/v1/enrolments?nhs_number={c}"))["items"] == []
-    assert len(ok(gp.call("community", "GET", f"/v1/enrolments?nhs_number={a}"))["items"]) == 1
+    assert expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 2
+    assert expect(gp.call("admin", "GET", f"/v1/enrolments?nhs_number={c}"))["items"] == []
+    assert len(expect(gp.call("community", "GET", f"/v1/enrolments?nhs_number={a}"))["items"]) == 1
     assert gp.call("community", "GET", "/v1/enrolments").status_code == 422
-
-
-def _race(p, n, call):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        barrier.wait()
-        results[i] = call(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 def test_capacity_and_one_place_per_person_hold_under_concurrency(gp):
     course = start(gp, create_course(gp, capacity=3, title="Race for places"))
     people = [new_nhs() for _ in range(10)]
-    codes = _race(gp, 10, lambda i: gp.call(
+    codes = race(10, lambda i: gp.call(
         "community", "POST", f"/v1/courses/{course['id']}/enrolments",
         json={"nhs_number": people[i], "referral_source": "self"}).status_code)
     assert sorted(codes) == [201] * 3 + [409] * 7, codes
-    assert ok(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 3
+    assert expect(gp.call("community", "GET", f"/v1/courses/{course['id']}"))["places_taken"] == 3
 
     same = new_nhs()
     course2 = start(gp, create_course(gp, title="Race for one person"))
-    codes = _race(gp, 6, lambda i: gp.call(
+    codes = race(6, lambda i: gp.call(
         "community", "POST", f"/v1/courses/{course2['id']}/enrolments",
         json={"nhs_number": same, "referral_source": "self"}).status_code)
     assert sorted(codes) == [201] + [409] * 5, codes
-    assert len(ok(gp.call("community", "GET", f"/v1/enrolments?nhs_number={same}"))["items"]) == 1
+    assert len(expect(gp.call("community", "GET", f"/v1/enrolments?nhs_number={same}"))["items"]) == 1
 
     # retries of one request (same Idempotency-Key) racing each other all get the one enrolment
     retried = new_nhs()
-    answers = _race(gp, 4, lambda i: gp.call(
+    answers = race(4, lambda i: gp.call(
         "community", "POST", f"/v1/courses/{course2['id']}/enrolments", headers={"Idempotency-Key": "enrol-" + retried},
         json={"nhs_number": retried, "referral_source": "gp"}))
     assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]

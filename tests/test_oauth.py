@@ -13,13 +13,14 @@ from joserfc import jws, jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
 from sqlalchemy import func, select
 
+from bodies import plan_body, priority
 from coproduction.auth import ROLES
 from harness import wait_for
 from oauth_client import (ASSERTION_TYPE, access_token, ask_token, assertion, bearer, cli, new_key,
                           oauth_session, register, token_url)
 
 NHS = "9434765919"
-PLAN = {"nhs_number": NHS, "priorities": [{"text": "Get back to the allotment", "category": "learning_and_hobbies"}]}
+PLAN = plan_body(NHS, priority("Get back to the allotment", "learning_and_hobbies"))
 GP_GRANTABLE = sorted(ROLES["gp"]) + ["system/Account.rs", "system/CarePlan.crus", "system/EpisodeOfCare.rs",
                                       "system/Goal.rs", "system/Observation.rs", "system/Patient.rs", "system/Task.rs"]
 

@@ -158,7 +158,7 @@ def test_registration_refuses_unsafe_addresses_and_unusable_keys(platform):
     def create(*args):
         return cli(platform, "clients", "create", "--name", "x", "--org", "X1", "--role", "gp", *args)
     def in_production(uri):  # ALLOW_LOOPBACK_JWKS_URI unset
-        return subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "x",
+        return subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "create", "--name", "x",
                                "--org", "X1", "--role", "gp", "--jwks-uri", uri], cwd=ROOT, capture_output=True,
                               text=True, env=dict(platform.env, ALLOW_LOOPBACK_JWKS_URI=""))
     out = in_production(f"http://127.0.0.1:{free_port()}/jwks.json")

@@ -1,6 +1,6 @@
 """The web pages in a real headless Chromium: the clinician's portfolio page and the site report.
 
-The demo person is built from all four services through the gateway's public API (``gateway.demo``:
+The demo person is built from all four services through the gateway's public API (``bootstrap.demo``:
 an agreed care plan, an Expert Patients course, a personal health budget, two decisions on
 admission), plus one decision that says a priority was achieved while the plan still holds it (a
 conflict the page must flag). A client signs in with its token; the page must show the same ranked
@@ -23,8 +23,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from coproduction.nhs_number import with_check_digit
-from gateway import clients, demo, pages
-from harness import ROOT, Platform, wait_for
+from bootstrap import demo
+from gateway import clients, pages
+from harness import ROOT, wait_for
 
 NHS = demo.DEFAULT_NHS
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,32 +39,28 @@ WEIGHT = demo.WEIGHT
 
 # -- fixtures ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(make_module_platform):
     """All four services and the gateway, with the demo person loaded through the gateway's API."""
-    p = Platform(tmp_path_factory.mktemp("pages"), services=("plans", "budgets", "decisions", "groups"))
-    try:
-        p.start()
-        demo.run(p.url, p.tokens, NHS, say=lambda _line: None)
-        doc = p.portfolio_shows(NHS, lambda d: len(d["decisions"]) == 2 and d["budget"] and d["groups"])
-        weight = next(x for x in doc["priorities"] if x["text"] == WEIGHT)
-        # a newer decision says "achieved" of a priority the plan and the budget still hold: a conflict
-        r = p.call("hospital", "POST", "/v1/decisions", json={
-            "nhs_number": NHS, "setting": "inpatient", "encounter_id": "ADM-2",
-            "question": "Does he still want weight-loss support after discharge?",
-            "priorities": [{"id": weight["id"], "text": WEIGHT, "category": "weight_and_diet",
-                            "expressed_by": "person", "status": "achieved"}],
-            "options": [{"label": "Stop the weight management group", "benefits": ["Fewer appointments"],
-                         "risks": [{"text": "weight goes back on", "natural_frequency": "30 in 100"}],
-                         "consequences": ["Budget line item ends"]},
-                        {"label": "No change", "is_no_change": True, "benefits": ["Keeps the support he knows"],
-                         "risks": [{"text": "loses interest", "natural_frequency": "20 in 100"}],
-                         "consequences": ["Reviewed with the budget"]}]})
-        assert r.status_code == 201, r.text
-        p.portfolio_shows(NHS, lambda d: len(d["decisions"]) == 3 and any(
-            x["conflicts"] for x in d["priorities"] + d["past_priorities"]))
-        yield p
-    finally:
-        p.stop()
+    p = make_module_platform(services=("plans", "budgets", "decisions", "groups")).start()
+    demo.run(p.url, p.tokens, NHS, say=lambda _line: None)
+    doc = p.portfolio_shows(NHS, lambda d: len(d["decisions"]) == 2 and d["budget"] and d["groups"])
+    weight = next(x for x in doc["priorities"] if x["text"] == WEIGHT)
+    # a newer decision says "achieved" of a priority the plan and the budget still hold: a conflict
+    r = p.call("hospital", "POST", "/v1/decisions", json={
+        "nhs_number": NHS, "setting": "inpatient", "encounter_id": "ADM-2",
+        "question": "Does he still want weight-loss support after discharge?",
+        "priorities": [{"id": weight["id"], "text": WEIGHT, "category": "weight_and_diet",
+                        "expressed_by": "person", "status": "achieved"}],
+        "options": [{"label": "Stop the weight management group", "benefits": ["Fewer appointments"],
+                     "risks": [{"text": "weight goes back on", "natural_frequency": "30 in 100"}],
+                     "consequences": ["Budget line item ends"]},
+                    {"label": "No change", "is_no_change": True, "benefits": ["Keeps the support he knows"],
+                     "risks": [{"text": "loses interest", "natural_frequency": "20 in 100"}],
+                     "consequences": ["Reviewed with the budget"]}]})
+    assert r.status_code == 201, r.text
+    p.portfolio_shows(NHS, lambda d: len(d["decisions"]) == 3 and any(
+        x["conflicts"] for x in d["priorities"] + d["past_priorities"]))
+    return p
 
 
 @pytest.fixture(scope="module")

@@ -8,33 +8,20 @@ and Idempotency-Key making a retried create return the first plan.
 """
 from __future__ import annotations
 
-import itertools
-import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from coproduction.nhs_number import with_check_digit
-from harness import Platform, wait_for
-
-_prefixes = itertools.count(943476600)
-
-
-def new_nhs() -> str:
-    while True:
-        nhs = with_check_digit(str(next(_prefixes)))
-        if nhs:
-            return nhs
+from bodies import AGREEMENT
+from calls import if_match, race
+from harness import wait_for
+from nhs import new_nhs
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("plans"))
-    try:
-        yield p.start()
-    finally:
-        p.stop()
+def platform(make_module_platform):
+    return make_module_platform().start()
 
 
 WALK = str(uuid.uuid4())
@@ -68,7 +55,7 @@ def create(platform, nhs: str, role: str = "gp", headers=None, **overrides) -> d
 
 
 def write(platform, method: str, path: str, version: int, body=None, expect: int = 200, role: str = "gp"):
-    r = platform.call(role, method, path, headers={"If-Match": f'"{version}"'}, json=body if body is not None else {})
+    r = platform.call(role, method, path, headers=if_match(version), json=body if body is not None else {})
     assert r.status_code == expect, r.text
     return r.json()
 
@@ -101,7 +88,7 @@ def test_a_plan_lives_its_whole_life_through_the_gateway(platform):
     plan = write(platform, "PATCH", f"/v1/plans/{pid}", 1, {"next_review_date": review, "reason": "Sooner review"})
     assert (plan["version"], plan["status"], plan["next_review_date"]) == (2, "draft", review)
 
-    plan = write(platform, "POST", f"/v1/plans/{pid}/agree", 2, {"agreed_by": "Dr A Patel", "person_agreed": True})
+    plan = write(platform, "POST", f"/v1/plans/{pid}/agree", 2, AGREEMENT)
     assert (plan["version"], plan["status"], plan["agreed_by"], plan["person_agreed"]) == (3, "active", "Dr A Patel", True)
 
     # a goal is achieved; an action is done
@@ -138,7 +125,7 @@ def test_a_plan_lives_its_whole_life_through_the_gateway(platform):
                                ("PATCH", f"/v1/plans/{pid}", {"conditions": ["asthma"]}),
                                ("PATCH", f"/v1/plans/{pid}/actions/{refer_action}", {"status": "done"}),
                                ("POST", f"/v1/plans/{pid}/revoke", {"reason": "x"})):
-        r = platform.call("gp", method, path, headers={"If-Match": '"9"'}, json=body)
+        r = platform.call("gp", method, path, headers=if_match(9), json=body)
         assert r.status_code == 409, r.text
         assert "completed is final" in r.json()["detail"]
 
@@ -183,41 +170,41 @@ def test_illegal_transitions_are_refused_with_the_reason(platform):
     nhs = new_nhs()
     plan = create(platform, nhs)
     pid = plan["id"]
-    r = platform.call("gp", "POST", f"/v1/plans/{pid}/hold", headers={"If-Match": '"1"'}, json={"reason": "x"})
+    r = platform.call("gp", "POST", f"/v1/plans/{pid}/hold", headers=if_match(1), json={"reason": "x"})
     assert r.status_code == 409
     assert r.json()["detail"] == ("A draft plan cannot be put on hold; a draft plan can only be agreed, "
                                   "revised, revoked.")
-    r = platform.call("gp", "POST", f"/v1/plans/{pid}/close", headers={"If-Match": '"1"'}, json={})
+    r = platform.call("gp", "POST", f"/v1/plans/{pid}/close", headers=if_match(1), json={})
     assert r.status_code == 409 and "cannot be closed" in r.json()["detail"]
 
     empty = create(platform, nhs, priorities=[], goals=[])
-    r = platform.call("gp", "POST", f"/v1/plans/{empty['id']}/agree", headers={"If-Match": '"1"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
+    r = platform.call("gp", "POST", f"/v1/plans/{empty['id']}/agree", headers=if_match(1),
+                      json=AGREEMENT)
     assert r.status_code == 409 and "priorities is empty" in r.json()["detail"]
 
     plan = write(platform, "POST", f"/v1/plans/{pid}/agree", 1, {"agreed_by": "Nurse B Jones", "person_agreed": True})
-    r = platform.call("gp", "POST", f"/v1/plans/{pid}/agree", headers={"If-Match": '"2"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
+    r = platform.call("gp", "POST", f"/v1/plans/{pid}/agree", headers=if_match(2),
+                      json=AGREEMENT)
     assert r.status_code == 409 and "An active plan cannot be agreed" in r.json()["detail"]
-    r = platform.call("gp", "POST", f"/v1/plans/{pid}/resume", headers={"If-Match": '"2"'}, json={})
+    r = platform.call("gp", "POST", f"/v1/plans/{pid}/resume", headers=if_match(2), json={})
     assert r.status_code == 409 and "cannot be resumed" in r.json()["detail"]
 
     # a goal's lifecycle follows FHIR's: a cancelled goal cannot come back
     goal_id = plan["goals"][0]["id"]
     plan = write(platform, "PATCH", f"/v1/plans/{pid}/goals/{goal_id}", 2, {"lifecycle_status": "cancelled"})
-    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{goal_id}", headers={"If-Match": '"3"'},
+    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{goal_id}", headers=if_match(3),
                       json={"lifecycle_status": "active"})
     assert r.status_code == 409 and "is cancelled and cannot become active" in r.json()["detail"]
-    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"3"'},
+    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers=if_match(3),
                       json={"goals": [dict(plan["goals"][0], lifecycle_status="proposed")]})
     assert r.status_code == 409 and "cannot become proposed" in r.json()["detail"]
 
     # hold and revoke need a reason; revoke ends the plan (plan.closed, status revoked)
-    r = platform.call("gp", "POST", f"/v1/plans/{pid}/revoke", headers={"If-Match": '"3"'}, json={})
+    r = platform.call("gp", "POST", f"/v1/plans/{pid}/revoke", headers=if_match(3), json={})
     assert r.status_code == 422 and list(r.json()["errors"]) == ["reason"]
     plan = write(platform, "POST", f"/v1/plans/{pid}/revoke", 3, {"reason": "Recorded for the wrong person"})
     assert plan["status"] == "revoked" and plan["closed_at"]
-    r = platform.call("gp", "POST", f"/v1/plans/{pid}/resume", headers={"If-Match": '"4"'}, json={})
+    r = platform.call("gp", "POST", f"/v1/plans/{pid}/resume", headers=if_match(4), json={})
     assert r.status_code == 409 and "revoked is final" in r.json()["detail"]
     versions = platform.call("gp", "GET", f"/v1/plans/{pid}/versions").json()["items"]
     assert versions[-1]["event_type"] == "plan.closed" and versions[-1]["status"] == "revoked"
@@ -232,16 +219,16 @@ def test_if_match_is_required_and_must_be_current(platform):
     pid = plan["id"]
     r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", json={"conditions": ["asthma"]})
     assert r.status_code == 428
-    for method, path, body in (("POST", "agree", {"agreed_by": "Dr A Patel", "person_agreed": True}),
+    for method, path, body in (("POST", "agree", AGREEMENT),
                                ("POST", "hold", {"reason": "x"}), ("POST", "close", {}),
                                ("PATCH", f"goals/{plan['goals'][0]['id']}", {"lifecycle_status": "on-hold"}),
                                ("PATCH", f"actions/{plan['actions'][0]['id']}", {"status": "done"})):
         r = platform.call("gp", method, f"/v1/plans/{pid}/{path}", json=body)
         assert r.status_code == 428, (path, r.text)
-    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"7"'}, json={"conditions": ["asthma"]})
+    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers=if_match(7), json={"conditions": ["asthma"]})
     assert r.status_code == 412 and r.headers["ETag"] == '"1"'
     # the same content again is no change: no new version
-    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"1"'},
+    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers=if_match(1),
                       json={"conditions": plan["conditions"]})
     assert r.status_code == 200 and r.json()["version"] == 1
     assert len(platform.call("gp", "GET", f"/v1/plans/{pid}/versions").json()["items"]) == 1
@@ -295,16 +282,16 @@ def test_bad_input_gets_a_422_naming_every_bad_field_and_nothing_is_stored(platf
                          ({"reason": "nothing else"}, {"body"}),
                          ({"actions": [{"text": "", "owner": "neighbour"}]}, {"actions.0.text", "actions.0.owner"}),
                          ({"goals": [plan["goals"][0], plan["goals"][0]]}, {"goals.1.id"})):
-        r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers={"If-Match": '"1"'}, json=body)
+        r = platform.call("gp", "PATCH", f"/v1/plans/{pid}", headers=if_match(1), json=body)
         assert r.status_code == 422, (body, r.text)
         assert set(r.json()["errors"]) == fields, r.json()
-    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{plan['goals'][0]['id']}", headers={"If-Match": '"1"'},
+    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{plan['goals'][0]['id']}", headers=if_match(1),
                       json={"target": {"measure": "body weight", "due": yesterday}, "achievement_status": "done"})
     assert r.status_code == 422 and set(r.json()["errors"]) == {"achievement_status"}
-    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{plan['goals'][0]['id']}", headers={"If-Match": '"1"'},
+    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{plan['goals'][0]['id']}", headers=if_match(1),
                       json={"target": {"measure": "body weight", "due": yesterday}})
     assert r.status_code == 422 and set(r.json()["errors"]) == {"target.due"}
-    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{uuid.uuid4()}", headers={"If-Match": '"1"'},
+    r = platform.call("gp", "PATCH", f"/v1/plans/{pid}/goals/{uuid.uuid4()}", headers=if_match(1),
                       json={"lifecycle_status": "on-hold"})
     assert r.status_code == 404
     assert platform.call("gp", "GET", f"/v1/plans/{pid}").json()["version"] == 1
@@ -323,17 +310,8 @@ def test_a_retried_create_returns_the_first_plan(platform):
     assert r.status_code == 422 and list(r.json()["errors"]) == ["Idempotency-Key"]
 
     # ten retries racing with one key: one plan
-    results, barrier = [], threading.Barrier(10)
-
-    def post():
-        barrier.wait()
-        results.append(platform.call("gp", "POST", "/v1/plans", json=body, headers={"Idempotency-Key": "k-race"}))
-
-    threads = [threading.Thread(target=post) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = race(10, lambda _i: platform.call("gp", "POST", "/v1/plans", json=body,
+                                                headers={"Idempotency-Key": "k-race"}))
     assert {r.status_code for r in results} == {201}, [r.text for r in results if r.status_code != 201]
     assert len({r.json()["id"] for r in results}) == 1
     items = platform.call("gp", "GET", "/v1/plans", params={"nhs_number": nhs}).json()["items"]
@@ -360,6 +338,6 @@ def test_a_persons_plans_are_listed_in_pages(platform):
     r = platform.call("hospital", "GET", "/v1/plans", params={"nhs_number": "1234567890"})
     assert r.status_code == 422 and list(r.json()["errors"]) == ["nhs_number"]
     # a role without plans:write cannot change a plan
-    r = platform.call("hospital", "PATCH", f"/v1/plans/{ids[0]}", headers={"If-Match": '"1"'},
+    r = platform.call("hospital", "PATCH", f"/v1/plans/{ids[0]}", headers=if_match(1),
                       json={"conditions": ["asthma"]})
     assert r.status_code == 403

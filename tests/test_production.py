@@ -8,12 +8,13 @@ import threading
 import uuid
 
 import pika
-from sqlalchemy import func, select
 
+from bodies import plan_body
+from calls import if_match
 from coproduction.consumer import dead_letters
-from coproduction.service import load
 from harness import AMQP_URL, wait_for
-from test_delivery_guarantees import _publish_raw, gateway_counts, nhs, outbox_counts, plan_body
+from partial import web_only
+from test_delivery_guarantees import _publish_raw, gateway_counts, nhs, outbox_counts
 
 PIKA_URL = AMQP_URL.replace("//", "/%2F").replace("amqp:/%2F", "amqp://")
 
@@ -40,11 +41,7 @@ def test_quorum_queues_and_poison_to_the_dead_letters(make_platform):
 
 def test_two_relays_publish_every_event_once_in_order_per_aggregate(make_platform):
     """Two relay processes on one PostgreSQL outbox: each event once, each aggregate's versions in order."""
-    platform = make_platform()
-    platform.migrate()
-    platform.start_web("plans")
-    platform.start_web("gateway")
-    platform.create_clients()
+    platform = web_only(make_platform())
     # our own observer queue sees exactly what the relays published, in the order they did
     conn = pika.BlockingConnection(pika.URLParameters(PIKA_URL))
     ch = conn.channel()
@@ -58,7 +55,7 @@ def test_two_relays_publish_every_event_once_in_order_per_aggregate(make_platfor
         r = platform.call("gp", "POST", "/v1/plans", json=plan_body(nhs(5000 + i)))
         plans.append(r.json()["id"])
     for plan_id in plans:  # version 2 of each, written after all the version 1s
-        r = platform.call("gp", "POST", f"/v1/plans/{plan_id}/agree", headers={"If-Match": '"1"'},
+        r = platform.call("gp", "POST", f"/v1/plans/{plan_id}/agree", headers=if_match(1),
                           json={"agreed_by": "Dr C", "person_agreed": True})
         assert r.status_code == 200
     total = len(plans) * 2
@@ -101,11 +98,7 @@ def test_traceparent_from_the_request_reaches_the_consumers_log(make_platform):
 
 
 def test_sigterm_lets_the_consumer_and_relay_finish_what_they_hold(make_platform):
-    platform = make_platform()
-    platform.migrate()
-    platform.start_web("plans")
-    platform.start_web("gateway")
-    platform.create_clients()
+    platform = web_only(make_platform())
     platform.spawn("relay", "relay", "plans")
     platform.spawn("consumer", "consume")
     stop = threading.Event()
@@ -132,18 +125,14 @@ def test_sigterm_lets_the_consumer_and_relay_finish_what_they_hold(make_platform
 
 
 def test_several_gateway_consumers_share_the_queue_and_agree(make_platform):
-    platform = make_platform(extra_env={"LOG_LEVEL": "DEBUG"})  # a line per event, batched or not
-    platform.migrate()
-    platform.start_web("plans")
-    platform.start_web("gateway")
-    platform.create_clients()
+    platform = web_only(make_platform(extra_env={"LOG_LEVEL": "DEBUG"}))  # a line per event, batched or not
     platform.start_relay("plans")
     platform.spawn("consumer-a", "consume")
     platform.spawn("consumer-b", "consume")
     people = [nhs(8000 + i) for i in range(40)]
     for number in people:
         r = platform.call("gp", "POST", "/v1/plans", json=plan_body(number))
-        platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers={"If-Match": '"1"'},
+        platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers=if_match(1),
                       json={"agreed_by": "Dr D", "person_agreed": True})
     wait_for(lambda: gateway_counts(platform)["change_log"] == 80, timeout=60, message="all applied")
     assert gateway_counts(platform) == {"aggregates": 40, "change_log": 80, "inbox": 80}

@@ -7,9 +7,11 @@ import threading
 
 from sqlalchemy import func, select, text
 
+from calls import if_match
 from coproduction.nhs_number import with_check_digit
 from coproduction.service import load
 from harness import ROOT, wait_for
+from stored import count_rows
 
 PEOPLE = [with_check_digit(f"94347{i:04d}") for i in range(40)]
 PEOPLE = [p for p in PEOPLE if p][:12]
@@ -35,13 +37,7 @@ def counts(platform):
 
 
 def outbox_total(platform, services):
-    total = 0
-    for name in services:
-        db = platform.database(name)
-        with db.session() as s:
-            total += s.execute(select(func.count()).select_from(load(name).outbox)).scalar_one()
-        db.dispose()
-    return total
+    return sum(count_rows(platform, name, load(name).outbox) for name in services)
 
 
 def write_plans(platform, numbers, label):
@@ -49,7 +45,7 @@ def write_plans(platform, numbers, label):
         r = platform.call("gp", "POST", "/v1/plans", json={
             "nhs_number": number, "priorities": [{"text": f"{label} for {number}", "category": "other", "rank": 1}]})
         assert r.status_code == 201, r.text
-        r = platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers={"If-Match": '"1"'},
+        r = platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers=if_match(1),
                           json={"agreed_by": "Dr B", "person_agreed": True})
         assert r.status_code == 200, r.text
 
@@ -72,7 +68,7 @@ def test_rebuild_after_losing_the_gateway_database(make_platform):
     late = [p for p in late if p][:8]
     writer = threading.Thread(target=write_plans, args=(platform, late, "Swim again"))
     writer.start()  # events keep arriving, through the consumer, while the rebuild runs
-    result = subprocess.run([sys.executable, "-m", "coproduction.cli", "rebuild", "--workers", "2", *services],
+    result = subprocess.run([sys.executable, "-m", "bootstrap.cli", "rebuild", "--workers", "2", *services],
                             env=dict(platform.env), cwd=ROOT, capture_output=True, text=True, timeout=300)
     writer.join()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -95,7 +91,7 @@ def test_rebuild_of_a_lost_gateway_database_from_all_four_services(make_platform
     is dropped; `coproduction rebuild` gives the same portfolios, and what arrives meanwhile is
     neither lost nor doubled."""
     import json as _json
-    from coproduction.cli import main
+    from bootstrap.cli import main
     from coproduction.web import migrate
     services = ("plans", "budgets", "decisions", "groups")
     platform = make_platform(services=services).start()
@@ -116,7 +112,7 @@ def test_rebuild_of_a_lost_gateway_database_from_all_four_services(make_platform
     late = [p for p in (with_check_digit(f"95112{i:04d}") for i in range(20)) if p][:6]
     writer = threading.Thread(target=write_plans, args=(platform, late, "Swim again"))
     writer.start()  # the services keep taking writes; their events wait in the gateway's queue
-    result = subprocess.run([sys.executable, "-m", "coproduction.cli", "rebuild", "--workers", "1"], env=dict(platform.env),
+    result = subprocess.run([sys.executable, "-m", "bootstrap.cli", "rebuild", "--workers", "1"], env=dict(platform.env),
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     writer.join()
     assert result.returncode == 0, result.stdout + result.stderr

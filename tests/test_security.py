@@ -13,17 +13,17 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 from sqlalchemy import func, select, text
 
+from bodies import COURSE, plan_body, priority
 from coproduction.auth import ROLES, Caller, issue_service_token
 from coproduction.nhs_number import with_check_digit
 from harness import ROOT, wait_for
+from oauth_client import bearer
 
 NHS = "9434765919"
 OTHER = with_check_digit("943476592")
 ROLE_NAMES = list(ROLES)
 
-COURSE = {"programme": "expert_patients", "title": "Living well with diabetes", "sessions": 6,
-          "starts_on": "2027-04-09", "capacity": 12, "tutors": [{"name": "Sam Lee", "role": "lay_tutor"}]}
-PLAN = {"nhs_number": NHS, "priorities": [{"text": "Keep my allotment going", "category": "learning_and_hobbies"}]}
+PLAN = plan_body(NHS, priority("Keep my allotment going", "learning_and_hobbies"))
 
 
 def scopes_of(role):
@@ -93,7 +93,7 @@ def test_every_route_times_every_role(seeded):
     unauthorised_successes = []
     for method, path, scope, body in routes(plan["id"]):
         for label, headers in (("none", {}), ("bad", {"Authorization": "Bearer cpt_not-a-token"}),
-                               ("revoked", {"Authorization": f"Bearer {revoked}"})):
+                               ("revoked", bearer(revoked))):
             r = platform.call(None, method, path, json=body, headers=headers)
             assert r.status_code == 401, (label, method, path, r.status_code)
             assert r.headers["Content-Type"] == "application/problem+json"
@@ -115,18 +115,18 @@ def test_services_refuse_without_a_valid_gateway_token(seeded):
     caller = Caller("c1", "n", "o", "gp", frozenset(ROLES["gp"]))
     assert requests.get(f"{base}/v1/plans/{plan['id']}").status_code == 401
     expired = issue_service_token(caller, "plans", secret, lifetime=-5)
-    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers=bearer(expired)).status_code == 401
     wrong_audience = issue_service_token(caller, "budgets", secret)
     assert requests.get(f"{base}/v1/plans/{plan['id']}",
-                        headers={"Authorization": f"Bearer {wrong_audience}"}).status_code == 401
+                        headers=bearer(wrong_audience)).status_code == 401
     forged = jwt.encode({"alg": "HS256"}, {"sub": "x", "aud": "plans", "iss": "coproduction-gateway",
                                            "iat": int(time.time()), "exp": int(time.time()) + 60, "scopes": ["admin"]},
                         OctKey.import_key("another-secret-of-32-bytes-or-more!!"))
-    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers=bearer(forged)).status_code == 401
     community = issue_service_token(Caller("c2", "n", "o", "community", frozenset(ROLES["community"])), "plans", secret)
-    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers={"Authorization": f"Bearer {community}"}).status_code == 403
+    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers=bearer(community)).status_code == 403
     good = issue_service_token(caller, "plans", secret)
-    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    assert requests.get(f"{base}/v1/plans/{plan['id']}", headers=bearer(good)).status_code == 200
     assert requests.get(f"{base}/healthz").status_code == 200
 
 
@@ -186,7 +186,7 @@ def test_every_access_is_audited_once_and_the_log_verifies(seeded):
     platform.start_sequencer()
     wait_for(lambda: all(r["leaf_index"] is not None for r in _audit_rows(platform)), message="every record sequenced")
     env = dict(platform.env)
-    verify = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "verify"], env=env, cwd=ROOT,
+    verify = subprocess.run([sys.executable, "-m", "bootstrap.cli", "audit", "verify"], env=env, cwd=ROOT,
                             capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     platform.stop_thread("gateway-sequencer")
@@ -195,7 +195,7 @@ def test_every_access_is_audited_once_and_the_log_verifies(seeded):
     with db.session() as s:
         s.execute(text("UPDATE audit_log SET purpose = 'curiosity' WHERE id = :id"), {"id": altered["id"]})
     db.dispose()
-    verify = subprocess.run([sys.executable, "-m", "coproduction.cli", "audit", "verify"], env=env, cwd=ROOT,
+    verify = subprocess.run([sys.executable, "-m", "bootstrap.cli", "audit", "verify"], env=env, cwd=ROOT,
                             capture_output=True, text=True)
     assert verify.returncode == 1
     assert f"leaf {altered['leaf_index']} (record id {altered['id']}) does not match" in verify.stdout
@@ -204,22 +204,22 @@ def test_every_access_is_audited_once_and_the_log_verifies(seeded):
 
 def test_clients_command_prints_the_token_last_and_stores_only_its_hash(platform):
     env = dict(platform.env)
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "create", "--name", "Ward 7",
+    out = subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "create", "--name", "Ward 7",
                           "--org", "RXX01", "--role", "hospital"], env=env, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     token = out.stdout.split()[-1]
-    r = platform.call(None, "GET", f"/v1/people/{NHS}/priorities", headers={"Authorization": f"Bearer {token}"})
+    r = platform.call(None, "GET", f"/v1/people/{NHS}/priorities", headers=bearer(token))
     assert r.status_code == 403  # authenticated (not a 401); it has no care relationship with anyone yet
     db = platform.database("gateway")
     with db.session() as s:
         stored = " ".join(str(v) for row in s.execute(text("SELECT * FROM clients")).all() for v in row)
     assert token not in stored
-    listing = subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "list"], env=env, cwd=ROOT,
+    listing = subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "list"], env=env, cwd=ROOT,
                              capture_output=True, text=True).stdout
     client_id = next(c for c in __import__("json").loads(listing) if c["name"] == "Ward 7")["id"]
-    subprocess.run([sys.executable, "-m", "coproduction.cli", "clients", "revoke", client_id], env=env, cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "bootstrap.cli", "clients", "revoke", client_id], env=env, cwd=ROOT, check=True,
                    capture_output=True)
-    r = platform.call(None, "GET", f"/v1/people/{NHS}/priorities", headers={"Authorization": f"Bearer {token}"})
+    r = platform.call(None, "GET", f"/v1/people/{NHS}/priorities", headers=bearer(token))
     assert r.status_code == 401
 
 

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from coproduction.events import parse_event
 from coproduction.nhs_number import is_valid
-from coproduction.seed import nhs_numbers, seed
+from bootstrap.seed import nhs_numbers, seed
 from gateway.projection import read
 from harness import wait_for
 

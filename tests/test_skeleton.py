@@ -1,6 +1,9 @@
 """The walking skeleton: a care plan travels from the plans service over RabbitMQ into the portfolio."""
 from __future__ import annotations
 
+from bodies import AGREEMENT
+from calls import if_match
+
 NHS = "9434765919"
 
 PLAN = {
@@ -20,8 +23,8 @@ def test_plan_created_and_agreed_reaches_the_portfolio(platform):
     assert r.status_code == 201, r.text
     plan = r.json()
     assert r.headers["ETag"] == '"1"' and plan["status"] == "draft"
-    r = platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers={"If-Match": '"1"'},
-                      json={"agreed_by": "Dr A Patel", "person_agreed": True})
+    r = platform.call("gp", "POST", f"/v1/plans/{plan['id']}/agree", headers=if_match(1),
+                      json=AGREEMENT)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "active" and r.json()["version"] == 2
 
@@ -39,7 +42,7 @@ def test_the_same_path_on_the_embedded_defaults(make_platform):
     platform = make_platform(broker="filesystem", database="sqlite").start()
     r = platform.call("gp", "POST", "/v1/plans", json=PLAN)
     assert r.status_code == 201, r.text
-    platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers={"If-Match": '"1"'},
-                  json={"agreed_by": "Dr A Patel", "person_agreed": True})
+    platform.call("gp", "POST", f"/v1/plans/{r.json()['id']}/agree", headers=if_match(1),
+                  json=AGREEMENT)
     doc = platform.portfolio_shows(NHS, lambda d: d["plan"] and d["plan"]["status"] == "active")
     assert doc["priorities"][0]["text"] == "Walk my grandson to school"

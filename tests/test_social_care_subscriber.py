@@ -147,7 +147,7 @@ def test_a_systems_broker_user_binds_only_the_event_types_its_role_may_read(plat
     import pika
     prefix = platform.env["BUS_PREFIX"]
     user, password = f"care-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    out = subprocess.run([sys.executable, "-m", "coproduction.cli", "broker-permissions", "--role", "social_care",
+    out = subprocess.run([sys.executable, "-m", "bootstrap.cli", "broker-permissions", "--role", "social_care",
                           "--user", user, "--prefix", prefix], env=dict(os.environ, **platform.env), cwd=ROOT,
                          capture_output=True, text=True, check=True)
     subprocess.run(["rabbitmqctl", "-q", "add_user", user, password], check=True, capture_output=True)

@@ -14,33 +14,31 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dataclasses
-import itertools
 import uuid
 
 import pytest
 from sqlalchemy import delete, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from coproduction.nhs_number import with_check_digit
+from bodies import gym_budget, plan_body, priority
+from calls import create_plan, if_match
 from gateway import clients
 from gateway.webhooks.config import DeliveryConfig
 from gateway.webhooks.dispatcher import Dispatcher
 from gateway.webhooks.signing import sign
 from gateway.models import change_log, sharing
 from gateway.webhooks.models import webhook_attempts, webhook_deliveries, webhook_subscriptions
-from harness import Platform, ThreadServer, free_port, wait_for
+from harness import ThreadServer, free_port, wait_for
+from nhs import new_nhs
+from oauth_client import bearer
 
 FAST = [0.05, 0.1, 0.2] + [0.3] * 200  # never used up while a test keeps the receiver down
 
 
 # -- one platform for the module; each test has its own people, subscriptions and dispatcher ----
 @pytest.fixture(scope="module")
-def shared_platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("webhooks"), services=("plans", "budgets"))
-    try:
-        yield p.start()
-    finally:
-        p.stop()
+def shared_platform(make_module_platform):
+    return make_module_platform(services=("plans", "budgets")).start()
 
 
 @pytest.fixture
@@ -55,16 +53,12 @@ def platform(shared_platform):
     db.dispose()
 
 
-_prefixes = (f"{n:09d}" for n in itertools.count(943476591))
-_numbers = (nhs for nhs in map(with_check_digit, _prefixes) if nhs)
-
-
 @pytest.fixture
 def people(shared_platform):
     """Two people of this test's own, so the shared change log holds nobody else's events for them;
     the subscribing social care organisation has a care relationship with both (its emergency
     access here: what it would hold through their budgets), or nothing would be sent to it."""
-    pair = next(_numbers), next(_numbers)
+    pair = new_nhs(), new_nhs()
     for nhs in pair:
         shared_platform.admit(nhs, "social_care", kind="emergency")
     return pair
@@ -162,22 +156,10 @@ def start_dispatcher(platform, **config) -> Dispatcher:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def plan_body(nhs: str, text: str = "Walk my grandson to school") -> dict:
-    return {"nhs_number": nhs, "conditions": ["type 2 diabetes"],
-            "priorities": [{"text": text, "category": "physical_activity", "expressed_by": "person",
-                            "rank": 1, "status": "active"}],
-            "goals": [], "actions": [], "next_review_date": "2027-03-14"}
-
-
 def make_plan(platform, nhs: str, agree: bool = True) -> str:
-    r = platform.call("gp", "POST", "/v1/plans", json=plan_body(nhs))
-    assert r.status_code == 201, r.text
-    plan_id = r.json()["id"]
-    if agree:
-        r = platform.call("gp", "POST", f"/v1/plans/{plan_id}/agree", headers={"If-Match": '"1"'},
-                          json={"agreed_by": "Dr A Patel", "person_agreed": True})
-        assert r.status_code == 200, r.text
-    return plan_id
+    body = plan_body(nhs, priority(expressed_by="person", rank=1, status="active"), conditions=["type 2 diabetes"],
+                     goals=[], actions=[], next_review_date="2027-03-14")
+    return create_plan(platform, body, agreed=agree)["id"]
 
 
 def subscribe(platform, url: str, types=("plan.*",), role: str = "social_care", **extra) -> dict:
@@ -300,22 +282,13 @@ def test_a_budget_created_agreed_and_changed_reaches_social_care_as_signed_webho
     sub = subscribe(platform, receiver.url(), ["budget.*"])
     receiver.behave = lambda req: 500 if len(receiver.requests) < 3 else 200
     plan_id = make_plan(platform, A)  # plan.* events: not this subscription's business
-    walk = str(uuid.uuid4())
-    r = platform.call("social_care", "POST", "/v1/budgets", json={
-        "nhs_number": A, "plan_id": plan_id, "annual_pence": 114000, "currency": "GBP",
-        "holdings": [{"type": "direct_payment", "pence": 54000}, {"type": "notional", "pence": 60000}],
-        "priorities": [{"id": walk, "text": "Walk my grandson to school", "category": "physical_activity",
-                        "expressed_by": "person", "rank": 1}],
-        "line_items": [{"description": "Gym membership", "category": "physical_activity", "sector": "private",
-                        "pence": 30000, "frequency": "annual", "priority_ids": [walk],
-                        "paid_from": "direct_payment"}],
-        "holder": {"relationship": "person"}})
+    r = platform.call("social_care", "POST", "/v1/budgets", json=gym_budget(A, plan_id, str(uuid.uuid4())))
     assert r.status_code == 201, r.text
     bid = r.json()["id"]
 
     def write(path, version, body, method="POST"):
         r = platform.call("social_care", method, f"/v1/budgets/{bid}{path}", json=body,
-                          headers={"If-Match": f'"{version}"'})
+                          headers=if_match(version))
         assert r.status_code == 200, r.text
     write("/start-planning", 1, {"care_coordinator": "Jo Smith"})
     write("/agree", 2, {"agreed_by": "Jo Smith", "person_agreed": True})
@@ -384,7 +357,7 @@ def test_a_client_sees_and_manages_only_its_own_subscriptions(platform, receiver
     db = platform.database("gateway")
     _id, other = clients.create(db, "another council", "ORG2", "social_care")
     db.dispose()
-    them = {"Authorization": f"Bearer {other}"}
+    them = bearer(other)
     assert platform.call(None, "GET", f"/v1/subscriptions/{sub['id']}", headers=them).status_code == 404
     assert platform.call(None, "GET", f"/v1/subscriptions/{sub['id']}/deliveries", headers=them).status_code == 404
     assert platform.call(None, "POST", f"/v1/subscriptions/{sub['id']}/replay", json={},
@@ -665,7 +638,7 @@ def test_callback_urls_inside_the_network_are_refused_at_registration(platform):
     port = free_port()
     server = ThreadServer(create_app(settings), port)
     try:
-        headers = {"Authorization": f"Bearer {platform.tokens['social_care']}"}
+        headers = bearer(platform.tokens["social_care"])
         for url in REFUSED_EVERYWHERE + LOOPBACK:
             r = platform.http.post(f"http://127.0.0.1:{port}/v1/subscriptions", headers=headers,
                                    json={"url": url, "types": ["plan.*"]}, timeout=30)
@@ -704,7 +677,7 @@ def test_bad_subscription_requests(platform, receiver):
     _id, token = clients.create(db, "budgets only", "ORG3", "social_care", without=["plans:read"])
     db.dispose()
     r = platform.call(None, "POST", "/v1/subscriptions", json={"url": receiver.url(), "types": ["plan.*"]},
-                      headers={"Authorization": f"Bearer {token}"})
+                      headers=bearer(token))
     assert r.status_code == 403 and "plans:read" in r.json()["detail"]
     assert platform.call("social_care", "GET", "/v1/subscriptions").json()["items"] == []
     # Idempotency-Key: the same answer, one subscription
@@ -730,7 +703,7 @@ def test_webhooks_on_the_embedded_defaults(make_platform, receiver):
     platform = make_platform(broker="filesystem", database="sqlite", extra_env={"DATABASE_URL": ""}).start()
     assert not platform.database("gateway").is_postgres
     start_dispatcher(platform)
-    nhs = next(_numbers)
+    nhs = new_nhs()
     platform.admit(nhs, "social_care", kind="emergency")
     sub = subscribe(platform, receiver.url(), ["plan.*"])
     receiver.behave = lambda req: 500 if len(receiver.requests) < 2 else 200

@@ -12,6 +12,7 @@ import json
 from sqlalchemy.orm import Session
 
 from coproduction.events import iso, now
+from coproduction.service import service_names
 
 from ..models import audit_log
 from . import merkle
@@ -20,7 +21,7 @@ from . import merkle
 #: added later (null in older rows) leaves every older leaf's bytes unchanged.
 LEAF_FIELDS = ("id", "at", "client_id", "client_name", "org", "role", "scope", "nhs_number", "action",
                "resource", "purpose", "outcome", "status", "initiative", "break_glass", "relationship")
-INITIATIVES = ("plans", "budgets", "decisions", "groups", "portfolio")
+INITIATIVES = (*service_names(), "portfolio")
 #: built once: a request binds its row's values; the id comes back in the same round trip
 APPEND = audit_log.insert()
 

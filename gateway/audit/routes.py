@@ -234,12 +234,16 @@ def _for_the_log(item: dict, nhs_number: str, shown_ids: set[str]) -> dict:
     return out
 
 
-NHS_LIKE = re.compile(r"(?<!\d)\d{10}(?!\d)")
-UUID_LIKE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# one pass, ids first: ten digits inside a record id are not an NHS number
+IDENTIFIERS = re.compile(r"(?P<id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+                         r"|(?P<nhs>(?<!\d)\d{10}(?!\d))")
 
 
 def redact(text: str, nhs_number: str, shown_ids: set[str]) -> str:
     """What a caller wrote into its request (a path, a purpose) as this person's carers may read it:
     another person's NHS number, or the id of a record they may not see, is replaced."""
-    text = NHS_LIKE.sub(lambda m: m.group(0) if m.group(0) == nhs_number else "[another person]", text)
-    return UUID_LIKE.sub(lambda m: m.group(0) if m.group(0).lower() in shown_ids else "[withheld]", text)
+    def replace(match: re.Match) -> str:
+        if match.group("id"):
+            return match.group(0) if match.group(0).lower() in shown_ids else "[withheld]"
+        return match.group(0) if match.group(0) == nhs_number else "[another person]"
+    return IDENTIFIERS.sub(replace, text)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from coproduction.events import iso
 from coproduction.http import Problem
+from coproduction.service import services
 from interop import fhir_care
 from interop.fhir_bundles import history
 
@@ -25,8 +26,8 @@ from . import bp
 from .responses import base_url, count_param, fhir_json, resource_response, timestamp
 
 #: resource -> (service, event type prefix, mapping)
-RECORDS = {"Account": ("budgets", "budget.", fhir_care.account), "Task": ("decisions", "decision.", fhir_care.task),
-           "EpisodeOfCare": ("groups", "group.", fhir_care.episode_of_care)}
+RECORDS = {spec.fhir_resource: (spec.name, spec.event_prefix + ".", fhir_care.MAPPINGS[spec.fhir_resource])
+           for spec in services() if spec.fhir_resource in fhir_care.MAPPINGS}
 
 
 def _map(resource_type: str, nhs_number: str, section: dict) -> dict:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-SERVICE_LABEL = {"plans": "Care plan", "budgets": "Personal budget", "decisions": "Shared decision",
-                 "groups": "Self-management course"}
-SHORT_LABEL = {"plans": "Plan", "budgets": "Budget", "decisions": "Decision", "groups": "Course"}
+from coproduction.service import services
+
+SERVICE_LABEL = {spec.name: spec.label for spec in services()}
+SHORT_LABEL = {spec.name: spec.short_label for spec in services()}
 ROLE_TEAMS = {"hospital": "hospital teams", "gp": "GP practices", "social_care": "social care teams",
               "community": "community course providers", "admin": "administrators"}
 ROLE_LABEL = {"hospital": "Hospital", "gp": "GP", "social_care": "Social care", "community": "Community",

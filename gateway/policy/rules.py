@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from flask import request
 
 from coproduction.auth import Caller
+from coproduction.service import service_names, services
 
 PATH, RESOURCE, BODY, QUERY, NONE, POPULATION = "path", "resource", "body", "query", "none", "population"
 PERSONAL = (PATH, RESOURCE, BODY, QUERY)
-SHAREABLE = ("plans", "budgets", "decisions", "groups")
+SHAREABLE = service_names()
 NO_BODY = ("GET", "HEAD", "OPTIONS", "DELETE")
 EMERGENCY = "emergency"
 
@@ -31,8 +32,7 @@ class Rule:
 
 
 #: the SMART scope that reads an initiative on the FHIR door (coproduction/auth.py SMART_GRANTS)
-SMART_READS = {"plans": "system/CarePlan.r", "budgets": "system/Account.r", "decisions": "system/Task.r",
-               "groups": "system/EpisodeOfCare.r"}
+SMART_READS = {spec.name: f"system/{spec.fhir_resource}.r" for spec in services() if spec.fhir_resource}
 
 
 def may_read(caller: Caller, initiative: str) -> bool:
@@ -120,9 +120,9 @@ RULES.update({
     ("GET", f"{FHIR}/Goal"): _fhir("system/Goal.s", QUERY, "plans", "plans"),
     **_fhir_reads("Goal", "plans", "plans", "<part_id>"),
     **_fhir_reads("Observation", "plans", "plans", "<part_id>"),
-    **_fhir_reads("Account", "budgets", "budgets", "<resource_id>"),
-    **_fhir_reads("Task", "decisions", "decisions", "<resource_id>"),
-    **_fhir_reads("EpisodeOfCare", "groups", "groups", "<resource_id>"),
+    # the other services' records, each its one resource (the registry's fhir_resource)
+    **{route: rule for spec in services() if spec.fhir_resource and spec.name != "plans"
+       for route, rule in _fhir_reads(spec.fhir_resource, spec.name, spec.name, "<resource_id>").items()},
     # a client's own subscriptions: no personal data, but $events lists people's events, each checked
     ("POST", f"{FHIR}/Subscription"): _fhir("system/Subscription.c", NONE),
     ("GET", f"{FHIR}/Subscription"): _fhir("system/Subscription.s", NONE),
@@ -147,8 +147,7 @@ def _fhir_resource_id(rule: Rule) -> str | None:
 PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/", "/v1/audit/public-key")
 
 #: first path segment under /v1 of a route forwarded to a service -> that service
-FORWARDED = {"plans": "plans", "budgets": "budgets", "decisions": "decisions", "courses": "groups",
-             "enrolments": "groups"}
+FORWARDED = {route: spec.name for spec in services() for route in spec.routes}
 ROSTER_SCOPE = "groups:roster"
 
 

@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 from coproduction.config import Settings
-from coproduction.feed import feed_blueprint
-from coproduction.http import create_app as kernel_app
-from coproduction.service import ServiceSpec
+from coproduction.http import create_service_app
 
-from . import events  # noqa: F401  (registers the event schemas)
+from . import SPEC, events  # noqa: F401  (events registers the event schemas)
 from .api import courses, enrolments
 from .models import Base, idempotency_keys, min_of_six_from_env, outbox
 
+metadata = Base.metadata
+
 
 def create_app(settings: Settings | None = None):
-    settings = settings or Settings.from_env("groups")
     min_of_six = min_of_six_from_env()  # a bad GROUPS_COMPLETION_MIN_SESSIONS stops the start, loudly
-    db = SPEC.database(settings)
-    app = kernel_app("groups", "coproduction groups", settings=settings, db=db, metadata=Base.metadata,
-                     blueprints=[courses, enrolments, feed_blueprint()],
-                     tables={"outbox": outbox, "idempotency_keys": idempotency_keys},
-                     description="Self-management education: Expert Patients Programme, Co-Creating Health")
+    app = create_service_app(SPEC, settings, metadata=metadata, blueprints=[courses, enrolments],
+                             tables={"outbox": outbox, "idempotency_keys": idempotency_keys})
     app.config["GROUPS_COMPLETION_MIN_SESSIONS"] = min_of_six
     return app
-
-
-SPEC = ServiceSpec("groups", Base.metadata, create_app)

@@ -2,22 +2,15 @@
 from __future__ import annotations
 
 from coproduction.config import Settings
-from coproduction.feed import feed_blueprint
-from coproduction.http import create_app as kernel_app
-from coproduction.service import ServiceSpec
+from coproduction.http import create_service_app
 
-from . import events  # noqa: F401  (registers the event schemas)
+from . import SPEC, events  # noqa: F401  (events registers the event schemas)
 from .api import bp
 from .models import Base, idempotency_keys, outbox
 
+metadata = Base.metadata
+
 
 def create_app(settings: Settings | None = None):
-    settings = settings or Settings.from_env("plans")
-    db = SPEC.database(settings)
-    return kernel_app("plans", "coproduction plans", settings=settings, db=db, metadata=Base.metadata,
-                      blueprints=[bp, feed_blueprint()],
-                      tables={"outbox": outbox, "idempotency_keys": idempotency_keys},
-                      description="Year of Care care and support planning")
-
-
-SPEC = ServiceSpec("plans", Base.metadata, create_app)
+    return create_service_app(SPEC, settings, metadata=metadata, blueprints=[bp],
+                              tables={"outbox": outbox, "idempotency_keys": idempotency_keys})

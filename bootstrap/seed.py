@@ -25,8 +25,9 @@ import uuid
 from datetime import date, timedelta
 from typing import Callable, Iterator
 
-from .auth import SCOPES, Caller, issue_service_token
-from .config import DOMAIN_SERVICES, Settings
+from coproduction.auth import SCOPES, Caller, issue_service_token
+from coproduction.config import Settings
+from coproduction.service import service_names
 
 FIRST = 900_000_000
 SEED_CALLER = Caller("seed", "coproduction seed", "SEED01", "admin", frozenset(SCOPES), "data generation")
@@ -63,8 +64,8 @@ class _Service:
     """One domain service's Flask app in this process, called like the gateway calls it."""
 
     def __init__(self, name: str):
-        from .service import load
-        from .web import migrate
+        from coproduction.service import load
+        from coproduction.web import migrate
         migrate(name)
         self.name = name
         self.settings = Settings.from_env(name)
@@ -91,7 +92,7 @@ class _Service:
         return resp.get_json()
 
     def dispose(self) -> None:
-        from .http import ctx
+        from coproduction.http import ctx
         with self.app.app_context():
             ctx().db.dispose()
 
@@ -195,7 +196,7 @@ def _detailed_part(numbers: list[str], services: list[str], label: str = "") -> 
 
 def seed_detailed(numbers: list[str], services: list[str], jobs: int = 1) -> None:
     """The detailed people, in ``jobs`` processes side by side (shares of whole courses of ten)."""
-    from .web import migrate
+    from coproduction.web import migrate
     for name in services:
         migrate(name)
     if jobs <= 1 or len(numbers) < 20 * jobs:
@@ -223,15 +224,14 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
     from sqlalchemy import insert
 
     from services.plans import handlers as plans_handlers, schemas as plans_schemas
+    from services.plans import events as _plan_events  # noqa: F401  (registers the schemas make_event checks)
     from services.plans import models as plans_models
 
-    from .events import make_event, now
-    from .outbox import record_many
-    from .service import load
+    from coproduction.events import make_event, now
+    from coproduction.outbox import record_many
+    from coproduction.service import load
 
-    spec = load("plans")
-    db = spec.database(Settings.from_env("plans"))
-    has_versions = hasattr(plans_models, "PlanVersion")
+    db = load("plans").database(Settings.from_env("plans"))
     context = Flask("seed").test_request_context()  # the service's helpers read the caller from g
     context.push()
     g.caller = SEED_CALLER
@@ -240,8 +240,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
     def write(plans: list, versions: list, events: list) -> None:
         with db.session() as session:
             session.execute(insert(plans_models.Plan), plans)
-            if versions:
-                session.execute(insert(plans_models.PlanVersion), versions)
+            session.execute(insert(plans_models.PlanVersion), versions)
             record_many(session, plans_models.outbox, events, sent_at=now() if published else None)
 
     writer = ThreadPoolExecutor(max_workers=1)
@@ -273,10 +272,9 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
                 plans.append({c: getattr(plan, c) for c in (
                     "id", "nhs_number", "status", "version", "content", "created_by", "updated_by",
                     "created_at", "updated_at")})
-                if has_versions:
-                    versions.append({"plan_id": plan.id, "version": 1, "event_type": "plan.created",
-                                     "status": "draft", "snapshot": body, "changes": [], "reason": None,
-                                     "changed_by": changed_by, "created_at": at})
+                versions.append({"plan_id": plan.id, "version": 1, "event_type": "plan.created",
+                                 "status": "draft", "snapshot": body, "changes": [], "reason": None,
+                                 "changed_by": changed_by, "created_at": at})
                 events.append(make_event(source="plans", type="plan.created", subject=nhs,
                                          aggregate_id=plan.id, aggregate_version=1,
                                          data=plans_handlers.event_data(plan, None, [], body)))
@@ -298,7 +296,7 @@ def _bulk_part(numbers: list[str], published: bool, batch: int, label: str = "")
 
 def seed_bulk_plans(numbers: list[str], *, published: bool, batch: int, jobs: int = 1) -> None:
     """The bulk people, in ``jobs`` processes side by side (each its own transactions)."""
-    from .web import migrate
+    from coproduction.web import migrate
     migrate("plans")
     if jobs <= 1 or len(numbers) < 2 * batch:
         _bulk_part(numbers, published, batch)
@@ -311,8 +309,7 @@ def seed(people: int, *, detailed: int | None = None, start: int = 0, published:
          batch: int = 2000, jobs: int = 1, services: list[str] | None = None,
          progress: Callable[[str], None] = print) -> dict:
     """Seed ``people`` people; return what was written and how long it took."""
-    from .run import available
-    services = available(list(services or DOMAIN_SERVICES))
+    services = [s for s in services or service_names() if s in service_names()]
     if "plans" not in services:
         raise SystemExit("seed needs the plans service")
     detailed = min(people, 1000 if detailed is None else detailed)

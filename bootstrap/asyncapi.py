@@ -5,23 +5,19 @@
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 import yaml
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from .bus import DEAD_EXCHANGE, EVENTS_EXCHANGE
-from .events import CONTENT_TYPE, REGISTRY, EnvelopeSchema, dataschema_for
+from coproduction.bus import DEAD_EXCHANGE, EVENTS_EXCHANGE
+from coproduction.events import CONTENT_TYPE, REGISTRY, EnvelopeSchema, dataschema_for
+from coproduction.service import services
 
 
 def _load_producers() -> None:
-    import services
-    for info in pkgutil.iter_modules(services.__path__):
-        try:
-            importlib.import_module(f"services.{info.name}.events")
-        except ModuleNotFoundError:
-            pass
+    for spec in services():  # each registers its event schemas
+        importlib.import_module(f"{spec.package}.events")
 
 
 def document() -> dict:

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 
-from . import secrets
-from .config import SERVICE_PORTS, Settings, var_dir
+from coproduction import secrets
+from coproduction.config import Settings, var_dir
+from coproduction.service import gateway_spec, load, service_names
+
+from . import launcher
 
 #: one development client per role, each of its own organisation (care relationships are kept per
 #: organisation: one shared code would give every role the GP's relationships)
@@ -20,31 +22,20 @@ DEV_ORGS = {"hospital": "RDEV1", "gp": "GDEV1", "social_care": "SDEV1", "communi
 DEV_SECRETS = ("SERVICE_TOKEN_SECRET", "SESSION_SECRET")
 
 
-def available(services: list[str]) -> list[str]:
-    root = Path(__file__).resolve().parent.parent / "services"
-    return [s for s in services if (root / s / "app.py").exists()]
-
-
 def dev_clients() -> dict[str, str]:
     """One development client per role, kept under var/ so a restart prints the same tokens."""
-    from gateway import clients
-    from gateway.app import database
-    db = database(Settings.from_env("gateway"))
     path = var_dir() / "dev-clients.json"
-    tokens = json.loads(path.read_text()) if path.exists() else {}
-    for role, org in DEV_ORGS.items():
-        token = tokens.get(role)
-        if token is None or clients.authenticate(db, token) is None:
-            _id, tokens[role] = clients.create(db, f"development {role}", org, role)
+    tokens = launcher.create_clients("development", DEV_ORGS, json.loads(path.read_text()) if path.exists() else {})
     path.write_text(json.dumps(tokens, indent=2))
     path.chmod(0o600)
-    db.dispose()
     return tokens
 
 
 def run_all(services: list[str]) -> int:
-    from .web import migrate
-    services = available(services)
+    unknown = set(services) - set(service_names())
+    if unknown:
+        print(f"no such service: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     env = dict(os.environ)
     env.setdefault("ALLOW_LOOPBACK_WEBHOOKS", "1")
     env.setdefault("ALLOW_LOOPBACK_JWKS_URI", "1")
@@ -55,17 +46,9 @@ def run_all(services: list[str]) -> int:
     env.update(audit_keys.development_key(var_dir()))
     env.update(secrets.development_signing_key(var_dir()))
     os.environ.update(env)
-    for name in ["gateway", *services]:
-        migrate(name)
+    launcher.migrate(services)
     tokens = dev_clients()
-    commands = []
-    for name in services:
-        commands += [[name + "-web", "serve", name], [name + "-relay", "relay", name]]
-    commands += [["gateway-web", "serve", "gateway"], ["gateway-consumer", "consume"],
-                 ["gateway-deliver", "deliver"], ["gateway-audit-sequencer", "audit", "sequence"]]
-    procs: list[tuple[str, subprocess.Popen]] = []
-    for label, *argv in commands:
-        procs.append((label, subprocess.Popen([sys.executable, "-m", "coproduction.cli", *argv], env=env)))
+    procs = [(label, launcher.start(argv, env)) for label, argv in launcher.processes(services)]
 
     stopping = False
 
@@ -75,21 +58,21 @@ def run_all(services: list[str]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    gateway = f"http://127.0.0.1:{SERVICE_PORTS['gateway']}"
-    _wait_ready(gateway + "/readyz", procs)
+    gateway_url = f"http://127.0.0.1:{gateway_spec().port}"
+    _wait_ready(gateway_url + "/readyz", procs)
     settings = Settings.from_env("gateway")
     print(f"""
 coproduction is running ({'RabbitMQ' if settings.broker_url.startswith('amqp') else 'filesystem bus under var/bus'},
 {'PostgreSQL' if settings.database_url.startswith('postgresql') else 'SQLite files under var/'}).
 
-  gateway API     {gateway}/v1/...      interactive docs: {gateway}/docs
-  services        {', '.join(f'{s} :{SERVICE_PORTS[s]}' for s in services)}
+  gateway API     {gateway_url}/v1/...      interactive docs: {gateway_url}/docs
+  services        {', '.join(f'{s} :{load(s).port}' for s in services)}
 
 development clients (Authorization: Bearer <token>; static tokens, for development only:
-production clients get OAuth access tokens from {gateway}/oauth2/token, see docs/auth.md):""", flush=True)
+production clients get OAuth access tokens from {gateway_url}/oauth2/token, see docs/auth.md):""", flush=True)
     for role, token in tokens.items():
         print(f"  {role:<12} {token}")
-    print(f"\ntry:  curl -H 'Authorization: Bearer {tokens['gp']}' {gateway}/v1/people/9434765919/portfolio\n"
+    print(f"\ntry:  curl -H 'Authorization: Bearer {tokens['gp']}' {gateway_url}/v1/people/9434765919/portfolio\n"
           "Ctrl-C stops everything.", flush=True)
 
     code = 0
