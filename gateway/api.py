@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import flask_smorest
 import marshmallow as ma
-from flask import g, jsonify
-from sqlalchemy import select
+from flask import g, jsonify, request
 
 from coproduction.http import Problem
 from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA
 
 from . import policy, portfolio
-from .models import portfolios
-from .security import request_session
 
 bp = flask_smorest.Blueprint("people", __name__, url_prefix="/v1/people",
                              description="A person's portfolio, read from the gateway's own projection")
@@ -39,17 +36,18 @@ class PortfolioSchema(ma.Schema):
 
 
 def person() -> tuple:
-    """The decided person's portfolio: (caller, initiatives left out for the caller, document),
-    read in the request's transaction. The access decision (gateway/policy/) has already settled the
-    person, the caller's relationship and the person's sharing preferences. The document's
+    """The decided person's portfolio: (caller, initiatives left out for the caller, document).
+    The access decision (gateway/policy/) has already settled the person, the caller's relationship
+    and the person's sharing preferences, and read the document with them in the request's
+    transaction (the routes that call this have rules with ``document=True``). The document's
     ``updated_at`` is left in ``g.portfolio_updated_at`` (the admission summary shows it)."""
     decision = policy.current()
-    row = request_session().execute(select(portfolios.c.document, portfolios.c.updated_at)
-                                    .where(portfolios.c.nhs_number == decision.subject)).first()
-    if row is None:
+    if not decision.rule.document:
+        raise RuntimeError(f"the rule of {request.url_rule} does not read the portfolio document")
+    if decision.document is None:
         raise Problem(404, "Not Found", "No portfolio for this person yet.")
-    g.portfolio_updated_at = row.updated_at
-    return decision.caller, set(decision.unseen), row.document
+    g.portfolio_updated_at = decision.document_updated_at
+    return decision.caller, set(decision.unseen), decision.document
 
 
 @bp.route("/<nhs_number>/portfolio", parameters=nhs_path())

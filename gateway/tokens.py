@@ -5,7 +5,9 @@ ES384 or EdDSA, as the key is), with ``kid`` = the key's RFC 7638 thumbprint. It
 client's id, name, organisation and role and the scopes it was granted, for
 ``OAUTH_TOKEN_LIFETIME`` seconds (300). Checking one needs no database: a revoked client's tokens
 keep working until they expire, so that lifetime is the revocation bound (the token endpoint
-refuses a revoked client at once). ``OAUTH_PREVIOUS_SIGNING_KEY`` is a key being rotated out: still
+refuses a revoked client at once). A verified token is kept, by its exact string and the issuer it
+was checked against, until its ``exp`` (a bounded LRU per process), so a client's repeated calls
+verify its signature once: the revocation bound stays the token's lifetime. ``OAUTH_PREVIOUS_SIGNING_KEY`` is a key being rotated out: still
 published and accepted, never signed with.
 
 The issuer, and the audience, is the gateway's public base URL (``PUBLIC_URL``; in development
@@ -14,7 +16,9 @@ without it, the URL the request came to).
 from __future__ import annotations
 
 import secrets as random
+import threading
 import time
+from collections import OrderedDict
 
 from flask import current_app, request
 from joserfc import jwt
@@ -28,6 +32,8 @@ from coproduction.http import Problem, ctx
 from . import clients
 
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+#: how many verified access tokens a process keeps (the least recently used goes first)
+VERIFIED_TOKENS = 4096
 
 
 class InvalidAccessToken(Exception):
@@ -47,6 +53,8 @@ class TokenAuthority:
         self.algorithms = sorted({alg for _key, alg in self.verifying.values()})
         self.lifetime = settings.oauth_token_lifetime
         self.public_url = settings.public_url
+        self._verified: OrderedDict[tuple[str, str], tuple[Caller, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def base_url(self) -> str:
         """The gateway's public base URL: the tokens' issuer and audience, the token URL's root."""
@@ -64,7 +72,25 @@ class TokenAuthority:
         return jwt.encode(header, claims, self.key, algorithms=[self.algorithm])
 
     def verify(self, token: str) -> Caller:
-        """The caller an access token speaks for; InvalidAccessToken on anything wrong with it."""
+        """The caller an access token speaks for; InvalidAccessToken on anything wrong with it.
+        A token verified before is answered from the cache until its ``exp``."""
+        key = (token, self.base_url())
+        with self._verified_lock:
+            found = self._verified.get(key)
+            if found is not None:
+                if time.time() < found[1]:
+                    self._verified.move_to_end(key)
+                    return found[0]
+                del self._verified[key]  # expired: verified afresh, which says so
+        caller, expires = self._verify_signed(token, key[1])
+        with self._verified_lock:
+            self._verified[key] = (caller, expires)
+            if len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return caller
+
+    def _verify_signed(self, token: str, base: str) -> tuple[Caller, float]:
+        """The caller and the ``exp`` of an access token, from its signature and claims."""
         try:
             decoded = jwt.decode(token, self._key_named_by, algorithms=self.algorithms)
         except InvalidAccessToken:
@@ -78,7 +104,6 @@ class TokenAuthority:
         if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
             raise InvalidAccessToken("it is not an access token (typ at+jwt)")
         claims = decoded.claims
-        base = self.base_url()
         try:
             jwt.JWTClaimsRegistry(
                 iss={"essential": True, "value": base}, aud={"essential": True, "value": base},
@@ -93,9 +118,10 @@ class TokenAuthority:
         except MissingClaimError as exc:
             raise InvalidAccessToken(f"it lacks the claim(s) {exc.description}") from None
         granted = str(claims["scope"]).split()
-        return Caller(claims["sub"], str(claims.get("name", "")), str(claims.get("org", "")),
-                      str(claims.get("role", "")), frozenset(s for s in granted if s in SCOPES),
-                      smart_scopes=frozenset(s for s in granted if parse_smart_scope(s)))
+        caller = Caller(claims["sub"], str(claims.get("name", "")), str(claims.get("org", "")),
+                        str(claims.get("role", "")), frozenset(s for s in granted if s in SCOPES),
+                        smart_scopes=frozenset(s for s in granted if parse_smart_scope(s)))
+        return caller, float(claims["exp"])
 
     def _key_named_by(self, token):
         kid = token.headers().get("kid")

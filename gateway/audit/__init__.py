@@ -22,6 +22,8 @@ from . import merkle
 LEAF_FIELDS = ("id", "at", "client_id", "client_name", "org", "role", "scope", "nhs_number", "action",
                "resource", "purpose", "outcome", "status", "initiative", "break_glass", "relationship")
 INITIATIVES = (*service_names(), "portfolio")
+#: built once: a request binds its row's values; the id comes back in the same round trip
+APPEND = audit_log.insert()
 
 
 def record(session: Session, *, caller, scope: str | None, nhs_number: str | None, action: str,
@@ -52,8 +54,7 @@ def record(session: Session, *, caller, scope: str | None, nhs_number: str | Non
         "break_glass": bool(break_glass),
         "relationship": relationship[:40] if relationship else None,
     }
-    # bound parameters: the compiled statement is cached; the id comes back in the same round trip
-    return session.execute(audit_log.insert(), row).inserted_primary_key[0]
+    return session.execute(APPEND, row).inserted_primary_key[0]
 
 
 def leaf_bytes(row) -> bytes:

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from flask import current_app, g, request
-from sqlalchemy import or_, select
+from sqlalchemy import String, bindparam, func, or_, select
 
 from coproduction.auth import Caller, unauthorised
 from coproduction.http import Problem
 from coproduction.nhs_number import is_valid
 
 from .. import subjects
-from ..models import care_relationships, sharing
+from ..models import care_relationships, portfolios, sharing, subjects as subjects_table
 from .rules import (BODY, EMERGENCY, NO_BODY, PATH, PERSONAL, PUBLIC, QUERY, SHAREABLE, Rule, may_read,
                     rule_for_request)
 from .visibility import hidden_from
@@ -30,6 +30,9 @@ class Decision:
     withheld: frozenset[str] = frozenset()
     first_record: bool = False        # a create that will establish the caller's relationship
     resource_id: str | None = None
+    document: dict | None = None      # the person's portfolio document, where the rule reads it
+    document_updated_at: datetime | None = None
+    records: frozenset[tuple[str, str]] | None = None  # the person's (service, id) records, read with it
 
     @property
     def break_glass(self) -> bool:
@@ -102,13 +105,41 @@ def _subject(rule: Rule, resource_id: str | None, session) -> str:
 
 
 # -- the person's standing: relationship, preferences, records ------------------------------------
-def active_relationship(nhs_number: str, org: str, at: datetime):
+def active_relationship(nhs_number, org, at):
     """A SQL expression: the kind of the caller's active relationship, a held or declared one before
     emergency access (so an access is flagged as break glass only when nothing else allows it)."""
     r = care_relationships
     return (select(r.c.kind).where(r.c.nhs_number == nhs_number, r.c.org == org, r.c.ended_at.is_(None),
                                    or_(r.c.expires_at.is_(None), r.c.expires_at > at))
             .order_by(r.c.kind == EMERGENCY, r.c.started_at).limit(1).scalar_subquery())
+
+
+SUBJECT = bindparam("subject", type_=String)
+
+
+def _standing_statement(with_document: bool):
+    """The person's standing in one statement: their sharing preferences, the caller's relationship
+    and, for a rule that shows it, their portfolio document. Built once, run with bound parameters
+    (``subject``, ``org``, ``at``), so a request neither builds nor compiles it."""
+    columns = [select(sharing.c.withhold).where(sharing.c.nhs_number == SUBJECT).scalar_subquery().label("withhold"),
+               active_relationship(SUBJECT, bindparam("org", type_=String), bindparam("at")).label("relationship")]
+    if with_document:  # and the ids the answer is scrubbed of (visibility.scrub), in the same trip
+        p, r = portfolios, subjects_table
+        columns += [select(p.c.document).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("document"),
+                    select(p.c.updated_at).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("updated_at"),
+                    select(func.aggregate_strings(r.c.service + RECORD_SEPARATOR + r.c.resource_id, RECORDS_SEPARATOR))
+                    .where(r.c.nhs_number == SUBJECT).scalar_subquery().label("records")]
+    return select(*columns)
+
+
+RECORD_SEPARATOR, RECORDS_SEPARATOR = " ", "\n"  # neither is in a service's name or a resource id
+
+
+def _records(aggregated: str | None) -> frozenset[tuple[str, str]]:
+    return frozenset(tuple(item.split(RECORD_SEPARATOR, 1)) for item in (aggregated or "").split(RECORDS_SEPARATOR) if item)
+
+
+STANDING = {with_document: _standing_statement(with_document) for with_document in (False, True)}
 
 
 def no_relationship(caller: Caller, nhs: str) -> Problem:
@@ -148,12 +179,13 @@ def decide(rule: Rule, caller: Caller, resource_id: str | None, session) -> Deci
     if rule.action == "relate":  # declaring or ending one's own relationship needs none before
         return decision
     at = datetime.now(timezone.utc)
-    columns = [select(sharing.c.withhold).where(sharing.c.nhs_number == decision.subject)
-               .scalar_subquery().label("withhold"),
-               active_relationship(decision.subject, caller.org, at).label("relationship")]
+    statement = STANDING[rule.document]
     if rule.action == "create":
-        columns.append(subjects.holds_any(rule.service, decision.subject).label("has_record"))
-    standing = session.execute(select(*columns)).one()
+        statement = statement.add_columns(subjects.holds_any(rule.service, SUBJECT).label("has_record"))
+    standing = session.execute(statement, {"subject": decision.subject, "org": caller.org, "at": at}).one()
+    if rule.document:
+        decision.document, decision.document_updated_at = standing.document, standing.updated_at
+        decision.records = _records(standing.records)
     decision.withheld = frozenset(hidden_from(standing.withhold, caller.role))
     if caller.role == "admin":
         decision.relationship = "admin"

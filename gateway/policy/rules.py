@@ -27,6 +27,7 @@ class Rule:
     anonymous: bool = False        # served without a caller (still counted per address)
     fhir: bool = False             # the FHIR door: QUERY from FHIR search parameters, BODY from CarePlan.subject
     params: tuple[str, ...] = ("nhs_number",)  # QUERY: the query parameters that may name the person
+    document: bool = False         # the view shows the portfolio document: read with the person's standing
 
 
 
@@ -39,17 +40,18 @@ def may_read(caller: Caller, initiative: str) -> bool:
     return caller.has(f"{initiative}:read") or (initiative in SMART_READS and caller.has(SMART_READS[initiative]))
 
 
-def _person(scope: str, initiative: str = "portfolio", action: str = "read", page: bool = False) -> Rule:
-    return Rule(scope, PATH, initiative, action=action, page=page)
+def _person(scope: str, initiative: str = "portfolio", action: str = "read", page: bool = False,
+            document: bool = False) -> Rule:
+    return Rule(scope, PATH, initiative, action=action, page=page, document=document)
 
 
 #: the gateway's own routes: (method, route as Flask writes it) -> rule. HEAD is decided as GET.
 PEOPLE = "/v1/people/<nhs_number>"
 RULES: dict[tuple[str, str], Rule] = {
-    ("GET", f"{PEOPLE}/portfolio"): _person("portfolio:read"),
-    ("GET", f"{PEOPLE}/priorities"): _person("portfolio:read"),
-    ("GET", f"{PEOPLE}/admission-summary"): _person("portfolio:read"),
-    ("GET", f"{PEOPLE}/fhir"): _person("portfolio:read"),
+    ("GET", f"{PEOPLE}/portfolio"): _person("portfolio:read", document=True),
+    ("GET", f"{PEOPLE}/priorities"): _person("portfolio:read", document=True),
+    ("GET", f"{PEOPLE}/admission-summary"): _person("portfolio:read", document=True),
+    ("GET", f"{PEOPLE}/fhir"): _person("portfolio:read", document=True),
     ("GET", f"{PEOPLE}/changes"): _person("portfolio:read"),
     ("GET", f"{PEOPLE}/access-log"): _person("portfolio:read"),
     ("GET", f"{PEOPLE}/sharing"): _person("portfolio:read"),
@@ -83,7 +85,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/logout"): Rule(None, NONE, page=True, anonymous=True),
     ("GET", "/"): Rule(None, NONE, page=True),
     ("GET", "/people"): Rule(None, NONE, page=True),
-    ("GET", "/people/<nhs_number>"): _person("portfolio:read", page=True),
+    ("GET", "/people/<nhs_number>"): _person("portfolio:read", page=True, document=True),
     ("GET", "/reports/coproduction"): Rule("portfolio:read", NONE, page=True),
 }
 

@@ -61,8 +61,11 @@ def scrub(response):
     if decision is None or decision.subject is None or not decision.unseen or response.direct_passthrough \
             or not response.mimetype or not response.mimetype.startswith(SCRUBBED):
         return response
-    from ..security import request_session
-    ids = hidden_ids(request_session(), decision.subject, decision.unseen)
+    if decision.records is not None:  # read with the decision
+        ids = {rid for service, rid in decision.records if service in decision.unseen}
+    else:
+        from ..security import request_session
+        ids = hidden_ids(request_session(), decision.subject, decision.unseen)
     body = response.get_data()
     found = {rid for rid in ids if rid.encode() in body}
     if not found:
