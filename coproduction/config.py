@@ -40,6 +40,7 @@ class Settings:
     rate_limit: str = "600 per minute"
     rate_limit_anonymous: str = "600 per minute"
     rate_limit_storage_uri: str = "memory://"
+    rate_limit_flush_ms: int = 50
     allow_loopback_webhooks: bool = False
     metrics_port: int | None = None
     db_pre_ping: bool = False
@@ -80,6 +81,7 @@ class Settings:
             rate_limit=env.get("RATE_LIMIT", "600 per minute"),
             rate_limit_anonymous=env.get("RATE_LIMIT_ANONYMOUS") or env.get("RATE_LIMIT", "600 per minute"),
             rate_limit_storage_uri=env.get("RATE_LIMIT_STORAGE_URI", "memory://"),
+            rate_limit_flush_ms=int(env.get("RATE_LIMIT_FLUSH_MS", "50")),
             allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "") in ("1", "true", "yes"),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
             db_pre_ping=_flag("DB_PRE_PING"),

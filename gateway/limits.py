@@ -4,9 +4,11 @@ replica (429 with Retry-After).
 Counts live in one shared store: Redis (``RATE_LIMIT_STORAGE_URI=redis://...``, what compose runs)
 or, for the embedded default, the process's memory; the embedded gateway then serves from one
 process (coproduction/web.py), so the count is still the whole gateway's. With Redis the counting is
-off the request's path: a process counts locally and adds its counts to Redis every ``FLUSH_SECONDS``
-in a background thread, and refuses once the window's shared count plus its own unsent count reaches
-the limit; a client can exceed a limit by at most what other processes admitted in that interval.
+off the request's path: a process counts locally and adds its counts to Redis every
+``RATE_LIMIT_FLUSH_MS`` (50) in a background thread, and refuses once the window's shared count plus
+its own unsent count reaches the limit; a client can exceed a limit by at most what other processes
+admitted in that interval. ``RATE_LIMIT_FLUSH_MS=0`` counts each request in Redis before answering
+it instead: exact across processes, for one Redis round trip per request.
 If Redis cannot be reached, requests are let through and the fault is logged: the limit protects the
 platform from floods, it is not what keeps data safe.
 """
@@ -25,7 +27,6 @@ from coproduction.http import Problem
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.05
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 RATE = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*(second|minute|hour|day)s?\s*$")
 
@@ -76,9 +77,10 @@ class RedisStore:
 
 
 class Limiter:
-    def __init__(self, rate: Rate, anonymous: Rate, store):
+    def __init__(self, rate: Rate, anonymous: Rate, store, flush_seconds: float = 0.05):
         self.rate, self.anonymous, self.store = rate, anonymous, store
         self.shared = isinstance(store, RedisStore)
+        self.flush_seconds = flush_seconds
         self._lock = threading.Lock()
         self._known: dict[tuple, int] = {}   # (key, window length, window number) -> count
         self._unsent: dict[tuple, int] = {}
@@ -99,9 +101,21 @@ class Limiter:
             used = self._known.get(slot, 0) + self._unsent.get(slot, 0)
             if used >= rate.limit:
                 return False, 0, reset
+            if self.flush_seconds <= 0:
+                return self._count_now(slot, rate.limit, reset)
             self._unsent[slot] = self._unsent.get(slot, 0) + 1
         self._start_flushing()
         return True, max(0, rate.limit - used - 1), reset
+
+    def _count_now(self, slot: tuple, limit: int, reset: int) -> tuple[bool, int, int]:
+        """Count in the shared store before answering (called holding the lock)."""
+        try:
+            used = self.store.add({slot: 1})[slot]
+        except Exception as exc:  # the store is down: let the request through, say so
+            log.warning("rate-limit store unavailable (%s)", exc)
+            return True, 0, reset
+        self._known[slot] = used
+        return used <= limit, max(0, limit - used), reset
 
     def _start_flushing(self) -> None:
         if self._flusher is None or not self._flusher.is_alive():
@@ -112,7 +126,7 @@ class Limiter:
 
     def _flush_forever(self) -> None:
         while True:
-            time.sleep(FLUSH_SECONDS)
+            time.sleep(self.flush_seconds)
             self.flush()
 
     def flush(self) -> None:
@@ -134,7 +148,8 @@ class Limiter:
 def init_limits(app, settings) -> Limiter:
     uri = settings.rate_limit_storage_uri
     store = RedisStore(uri) if uri.startswith(("redis://", "rediss://", "unix://")) else MemoryStore()
-    limiter = Limiter(Rate.parse(settings.rate_limit), Rate.parse(settings.rate_limit_anonymous), store)
+    limiter = Limiter(Rate.parse(settings.rate_limit), Rate.parse(settings.rate_limit_anonymous), store,
+                      settings.rate_limit_flush_ms / 1000)
     app.extensions["rate_limiter"] = limiter
     app.after_request(_headers)
     return limiter

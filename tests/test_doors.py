@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -51,6 +52,12 @@ def test_a_secret_can_come_from_a_file(platform, tmp_path):
     assert platform.call("admin", "GET", f"/v1/people/{NHS}/portfolio").status_code == 404
 
 
+def _early_in_a_minute() -> None:
+    """The limits count per clock minute: begin a burst well inside one, so no new window opens in it."""
+    while time.time() % 60 > 45:
+        time.sleep(0.5)
+
+
 def _statuses(platform, token: str, n: int, threads: int = 2) -> list[int]:
     url, out, lock = f"{platform.url}/v1/people/{NHS}/priorities", [], threading.Lock()
 
@@ -69,14 +76,16 @@ def _statuses(platform, token: str, n: int, threads: int = 2) -> list[int]:
 
 def test_a_clients_limit_holds_across_workers(platform):
     """Two sync workers sharing counts through Redis: the client gets its limit, not a limit per
-    worker (which gave one client twice its 600 a minute)."""
+    worker (which gave one client twice its 600 a minute). Counted before each answer (flush 0),
+    the limit is exact; batched, it is exceeded by at most one interval's admissions, which depends
+    on timing and so is not asserted here."""
     platform.stop_thread_server("gateway")
     platform.spawn_web("gateway", env={"WEB_WORKERS": "2", "RATE_LIMIT": "20 per minute",
-                                       "RATE_LIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0"})
+                                       "RATE_LIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
+                                       "RATE_LIMIT_FLUSH_MS": "0"})
+    _early_in_a_minute()
     statuses = _statuses(platform, platform.tokens["admin"], 60)
-    allowed = sum(1 for s in statuses if s != 429)
-    # exact up to what the other worker admitted in one flush interval (gateway/limits.py)
-    assert 20 <= allowed <= 26, statuses
+    assert sum(1 for s in statuses if s != 429) == 20, statuses
     r = platform.call("admin", "GET", f"/v1/people/{NHS}/priorities")
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert r.headers["Content-Type"] == "application/problem+json"
@@ -86,6 +95,7 @@ def test_a_clients_limit_holds_across_workers(platform):
 def test_without_redis_the_gateway_counts_in_one_process(platform):
     platform.stop_thread_server("gateway")
     platform.spawn_web("gateway", env={"WEB_WORKERS": "2", "RATE_LIMIT": "20 per minute"})
+    _early_in_a_minute()
     statuses = _statuses(platform, platform.tokens["admin"], 40)
     assert sum(1 for s in statuses if s != 429) == 20, statuses
 
@@ -93,6 +103,7 @@ def test_without_redis_the_gateway_counts_in_one_process(platform):
 def test_random_tokens_share_their_address_bucket(platform):
     platform.stop_thread_server("gateway")
     platform.spawn_web("gateway", env={"RATE_LIMIT_ANONYMOUS": "10 per minute"})
+    _early_in_a_minute()
     statuses = [requests.get(f"{platform.url}/v1/people/{NHS}/portfolio", timeout=10,
                              headers={"Authorization": f"Bearer cpt_{uuid.uuid4().hex}"}).status_code
                 for _ in range(15)]
