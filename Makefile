@@ -36,7 +36,7 @@ reliability: $(STAMP) services tools
 # installs docker.io, docker-compose and debootstrap if missing, starts dockerd if none runs;
 # `-m stack` overrides the "not stack" in pyproject's addopts that keeps it out of `make test`
 compose-test: $(STAMP) services tools
-	$(PY) -m pytest -m stack tests/test_compose_stack.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m stack tests/test_compose_stack.py tests/test_compose_cluster.py $(PYTEST_ARGS)
 
 # for a site with registry access (docs/operations.md); `make up CLUSTER=1` for three broker nodes
 up:
