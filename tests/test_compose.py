@@ -22,12 +22,15 @@ from sqlalchemy import create_engine, text
 from harness import ROOT, free_port, wait_for
 from oauth_client import access_token, jwks_of, new_key
 
-INFRA = {"postgres", "rabbitmq"}
+INFRA = {"postgres", "rabbitmq", "redis"}
+#: one-shot jobs the long-running processes wait for (service_completed_successfully)
+JOBS = {"migrate"}
 
 
 #: what a site puts in its .env: compose refuses to start without the secrets
 SITE_ENV = {"SERVICE_TOKEN_SECRET": "compose-test-service-token-" + "s" * 40,
             "SESSION_SECRET": "compose-test-session-secret-" + "t" * 40,
+            "POSTGRES_PASSWORD": "coproduction", "RABBITMQ_PASSWORD": "coproduction",
             "OAUTH_SIGNING_KEY": json.dumps(ECKey.generate_key("P-256").as_dict(private=True)),
             "PUBLIC_URL": "https://gateway.example.org"}
 
@@ -63,9 +66,16 @@ def test_compose_file_is_valid_and_complete():
     for name in ("plans", "budgets", "decisions", "groups"):
         assert {f"{name}-web", f"{name}-relay"} <= set(services)
     assert {"gateway-web", "gateway-consumer", "gateway-deliver", "gateway-audit-sequencer", "postgres",
-            "rabbitmq"} <= set(services)
+            "rabbitmq", "redis", "migrate"} <= set(services)
+    # the schemas are migrated once, before any process that uses them starts
     for name, svc in services.items():
-        assert svc.get("restart") == "unless-stopped", name
+        if name not in INFRA | JOBS:
+            assert svc["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+    assert services["gateway-web"]["environment"]["RATE_LIMIT_STORAGE_URI"].startswith("redis://redis:")
+    for name, svc in services.items():
+        assert svc.get("restart") == ("on-failure" if name in JOBS else "unless-stopped"), name
+        assert svc.get("logging", {}).get("options", {}).get("max-size"), name  # logs rotate
+        assert name in JOBS or svc.get("mem_limit"), name
         assert svc.get("stop_grace_period"), name
         if name not in INFRA:
             assert svc["environment"]["QUEUE_TYPE"] == "quorum"
@@ -152,7 +162,13 @@ def _start(name, svc, rewriter, procs, tmp_path):
 def test_every_service_of_compose_runs_a_full_scenario_and_stops_cleanly(compose_env):
     services, rewriter, procs, tmp_path = compose_env
     envs = {}
-    apps = [n for n in services if n not in INFRA]
+    for name in JOBS:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BROKER_", "DATABASE_", "BUS_", "DB_"))}
+        env.update(rewriter.env(services[name]["environment"]))
+        env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}"
+        job = subprocess.run(services[name]["command"], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert job.returncode == 0, (name, job.stdout[-2000:], job.stderr[-2000:])
+    apps = [n for n in services if n not in INFRA | JOBS]
     for name in sorted(apps, key=lambda n: 0 if n.endswith("-web") else 1):
         envs[name] = _start(name, services[name], rewriter, procs, tmp_path)
     for name in apps:
