@@ -44,6 +44,7 @@ class LockSampler(threading.Thread):
         with psycopg.connect(pg_url, autocommit=True, application_name=self.web_name) as control:
             control.execute("SELECT pg_advisory_lock(7240002)")  # what the old audit append took
             seen = self.conn.execute(LOCKS, (self.web_name,)).fetchone()[0]
+            control.execute("SELECT pg_advisory_unlock(7240002)")  # gone before the sampling starts
         if not seen:
             raise RuntimeError("the pg_locks sampler did not see a web backend's advisory lock")
 

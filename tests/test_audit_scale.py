@@ -63,8 +63,12 @@ def test_two_gateway_processes_share_the_log_and_no_request_waits_on_a_lock(make
     control = psycopg.connect(PG_URL, autocommit=True, application_name=web_name)
     control.execute("SELECT pg_advisory_lock(7240002)")  # what the old audit append took, held by a "web" backend
     seen = sampler_conn.execute(LOCKS, {"prefix": web_name}).fetchall()
+    # released and gone before sampling: a closed connection's backend can linger with its locks
+    control.execute("SELECT pg_advisory_unlock(7240002)")
     control.close()
     assert any(r[1] == "advisory" and r[5] == 7240002 for r in seen), "the sampler must see a web backend's lock"
+    wait_for(lambda: not sampler_conn.execute(LOCKS, {"prefix": web_name}).fetchall(), timeout=10,
+             message="the control lock released")
 
     stop = threading.Event()
     statuses, samples, web_locks, sequencer_locks = Counter(), [0], [], []
