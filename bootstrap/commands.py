@@ -213,8 +213,8 @@ def cmd_broker_permissions(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    from coproduction.web import migrate
-    migrate(args.service)
+    from coproduction.migrate import upgrade
+    upgrade(args.service)
     print(f"{args.service}: schema up to date")
     return 0
 

@@ -47,6 +47,27 @@ def upgrade(service: str) -> None:
         db.dispose()
 
 
+class NotMigrated(RuntimeError):
+    """A process told not to migrate (``MIGRATE_ON_START=0``) found its database behind its code."""
+
+
+def check_current(service: str) -> None:
+    """Raise NotMigrated unless the database is at every head of the part's history."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    db, metadata, versions = parts(service)
+    try:
+        with db.engine.connect() as conn:
+            cfg = _config(versions, conn, metadata)
+            heads = set(ScriptDirectory.from_config(cfg).get_heads())
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        db.dispose()
+    if current != heads:
+        raise NotMigrated(f"the {service} database is at {sorted(current) or 'nothing'}, its code needs "
+                          f"{sorted(heads)}: run `coproduction migrate {service}` first")
+
+
 def make_revision(service: str, message: str) -> None:
     db, metadata, versions = parts(service)
     versions.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
@@ -51,8 +52,13 @@ class _Gunicorn(BaseApplication):
 
 
 def migrate(service: str) -> None:
-    from .migrate import upgrade
-    upgrade(service)
+    """Bring the part's database up to date, as a process starts; with ``MIGRATE_ON_START=0`` (compose,
+    where a one-shot job migrates first) only check that it is, and refuse to start if not."""
+    from .migrate import check_current, upgrade
+    if os.environ.get("MIGRATE_ON_START", "1") == "0":
+        check_current(service)
+    else:
+        upgrade(service)
 
 
 def serve(service: str, host: str, port: int, workers: int, one_process: bool = False) -> None:

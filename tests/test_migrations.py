@@ -29,3 +29,18 @@ def test_migrations_build_every_schema_and_match_the_models(tmp_path, database):
             assert drift == [], f"{service}: models differ from migrations; run coproduction makemigration {service}"
     finally:
         platform.stop()
+
+
+def test_a_process_told_not_to_migrate_refuses_a_database_behind_its_code(tmp_path, monkeypatch):
+    """compose's processes run with MIGRATE_ON_START=0 behind a one-shot migrate job."""
+    import pytest
+    from coproduction.migrate import NotMigrated, upgrade
+    from coproduction.web import migrate
+    for name in ("DATABASE_URL", "PLANS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("MIGRATE_ON_START", "0")
+    with pytest.raises(NotMigrated, match="coproduction migrate plans"):
+        migrate("plans")
+    upgrade("plans")
+    migrate("plans")  # at head: starts
