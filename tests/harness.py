@@ -8,6 +8,7 @@ its own PostgreSQL schemas and its own RabbitMQ name prefix, so tests never see 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import threading
@@ -31,10 +32,26 @@ PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/t
 AMQP_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
+#: below Linux's ephemeral range (32768-60999): a port the kernel hands out there as the local end
+#: of some outgoing connection (a browser's, a client's) could take a server's port before it binds
+SERVER_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no one listens on, outside the ephemeral range, not handed out before in this process."""
+    rng = random.SystemRandom()
+    while True:
+        port = rng.choice(SERVER_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def signing_key_pem() -> str:
