@@ -99,7 +99,7 @@ def test_the_demo_story_through_the_published_port_and_faults_mid_flow(stack, tm
     tokens = stack.tokens()
     token_file = tmp_path / "tokens.json"
     token_file.write_text(json.dumps(tokens))
-    demo = subprocess.run([sys.executable, "-m", "coproduction.cli", "demo", "--url", GATEWAY, "--token-file",
+    demo = subprocess.run([sys.executable, "-m", "bootstrap.cli", "demo", "--url", GATEWAY, "--token-file",
                            str(token_file), "--timeout", "60"], capture_output=True, text=True, cwd=ROOT)
     assert demo.returncode == 0, (demo.stdout[-3000:], demo.stderr[-3000:])
     doc = wait_for(lambda: _portfolio(tokens["gp"], NHS), timeout=60, message="the demo's portfolio")
