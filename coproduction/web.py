@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
@@ -54,8 +53,9 @@ class _Gunicorn(BaseApplication):
 def migrate(service: str) -> None:
     """Bring the part's database up to date, as a process starts; with ``MIGRATE_ON_START=0`` (compose,
     where a one-shot job migrates first) only check that it is, and refuse to start if not."""
+    from .config import Settings
     from .migrate import check_current, upgrade
-    if os.environ.get("MIGRATE_ON_START", "1") == "0":
+    if not Settings.from_env(service).migrate_on_start:
         check_current(service)
     else:
         upgrade(service)

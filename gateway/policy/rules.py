@@ -8,6 +8,7 @@ from flask import request
 
 from coproduction.auth import Caller
 from coproduction.service import service_names, services
+from interop.fhir_care import MAPPINGS as RECORD_MAPPINGS
 
 PATH, RESOURCE, BODY, QUERY, NONE, POPULATION = "path", "resource", "body", "query", "none", "population"
 PERSONAL = (PATH, RESOURCE, BODY, QUERY)
@@ -120,8 +121,8 @@ RULES.update({
     ("GET", f"{FHIR}/Goal"): _fhir("system/Goal.s", QUERY, "plans", "plans"),
     **_fhir_reads("Goal", "plans", "plans", "<part_id>"),
     **_fhir_reads("Observation", "plans", "plans", "<part_id>"),
-    # the other services' records, each its one resource (the registry's fhir_resource)
-    **{route: rule for spec in services() if spec.fhir_resource and spec.name != "plans"
+    # the records the FHIR door maps from the portfolio, each service's one resource (interop/fhir_care.py)
+    **{route: rule for spec in services() if spec.fhir_resource in RECORD_MAPPINGS
        for route, rule in _fhir_reads(spec.fhir_resource, spec.name, spec.name, "<resource_id>").items()},
     # a client's own subscriptions: no personal data, but $events lists people's events, each checked
     ("POST", f"{FHIR}/Subscription"): _fhir("system/Subscription.c", NONE),
