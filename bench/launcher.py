@@ -15,7 +15,9 @@ ROLES = ("hospital", "gp", "admin")
 #: the organisation of every bench client: the hospital's admissions hold for its OAuth client too
 ORG = "BENCH1"
 #: what the OAuth reads need: the JSON portfolio, and CarePlan read and search (docs/fhir.md)
-OAUTH_SCOPE = "portfolio:read system/CarePlan.rs"
+#: every read scope of the hospital role (so its token sees what the static hospital token sees),
+#: and the SMART scope of the FHIR CarePlan reads
+OAUTH_SCOPE = "portfolio:read plans:read budgets:read decisions:read groups:read system/CarePlan.rs"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 

@@ -18,19 +18,21 @@ from .timing import log
 
 #: each read target's path, from a person's NHS number and their plan's id
 PATHS = {"baseline": "/docs/{nhs}", "audited": "/audited/{nhs}", "portfolio": "/v1/people/{nhs}/portfolio",
-         "admission": "/v1/people/{nhs}/admission-summary", "portfolio_oauth": "/v1/people/{nhs}/portfolio",
+         "admission": "/v1/people/{nhs}/admission-summary", "portfolio_static": "/v1/people/{nhs}/portfolio",
          "fhir_search": "/fhir/R4/CarePlan?patient=Patient/{nhs}", "fhir_read": "/fhir/R4/CarePlan/{plan}"}
 #: the targets the bare app serves; the rest are the gateway's
 BASELINES = ("baseline", "audited")
-#: the gateway's targets called with an OAuth access token (the rest: the hospital's static token)
-WITH_OAUTH = ("portfolio_oauth", "fhir_search", "fhir_read")
+#: the gateway's targets called with an OAuth access token, as every client is in production; the
+#: rest (the portfolio again, as context) with the hospital's static development token, which only
+#: ALLOW_STATIC_TOKENS accepts and which costs a client lookup in the database on every request
+WITH_OAUTH = ("portfolio", "admission", "fhir_search", "fhir_read")
 
 
 def prepare(ctx: Context) -> None:
     """Admit every seeded person, copy their portfolios into the baseline's table, and write each
     target's file of paths."""
     platform, http = ctx.platform, requests.Session()
-    hospital = {"Authorization": f"Bearer {platform.tokens['hospital']}"}
+    hospital = {"Authorization": f"Bearer {platform.oauth.access_token()}"}
     docs, sizes, admission_sizes, plans = [], [], [], {}
     for nhs in ctx.people:
         platform.admit(http, nhs)

@@ -53,6 +53,7 @@ TOKEN_LIFETIME = 60
 ISSUER = "coproduction-gateway"
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_smart_scope(scope: str) -> tuple[str, str] | None:
     """``system/CarePlan.rs`` -> ("CarePlan", "rs"); None for anything that is not a SMART v2
     system scope with its permissions in the canonical order (cruds)."""
@@ -100,7 +101,11 @@ class Caller:
         wanted = parse_smart_scope(scope)
         if wanted is None:
             return False
-        return set(wanted[1]) <= smart_permissions(self.smart_scopes).get(wanted[0], set())
+        return set(wanted[1]) <= self._smart_permissions.get(wanted[0], set())
+
+    @functools.cached_property
+    def _smart_permissions(self) -> dict[str, set[str]]:  # a caller's scopes never change
+        return smart_permissions(self.smart_scopes)
 
 
 def issue_service_token(caller: Caller, audience: str, secret: str, lifetime: int = TOKEN_LIFETIME) -> str:

@@ -11,7 +11,10 @@ from typing import Iterator
 
 from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import Engine
+from psycopg.rows import namedtuple_row
 from sqlalchemy.orm import Session, sessionmaker
+
+from . import jsonio
 
 #: errors that mean "the database is not answering now", not "this request is wrong"
 DB_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
@@ -36,7 +39,7 @@ class Database:
                 options["options"] = f"-csearch_path={schema}"
             self.engine: Engine = create_engine(
                 url, pool_size=pool_size, max_overflow=10, pool_pre_ping=pre_ping,
-                pool_recycle=1800, connect_args=options)
+                pool_recycle=1800, connect_args=options, json_deserializer=jsonio.loads)
         else:
             self.engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -46,6 +49,8 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._request_sessions = sessionmaker(self.engine.execution_options(deferred_begin=True),
                                               expire_on_commit=False)
+        self._reading_sessions = (sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                               expire_on_commit=False) if self.is_postgres else self._request_sessions)
 
     def drop_schema(self) -> None:
         if self.is_postgres and self.schema:
@@ -58,12 +63,17 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
-    def open(self) -> Session:
+    def open(self, reading: bool = False) -> Session:
         """A session with its transaction begun, which the caller commits or rolls back and closes:
         for one web request that reads and writes in a single transaction. On SQLite it is a
         plain (deferred) transaction, so its reads do not hold the write lock for the request; a
-        write there belongs in a :meth:`session` of its own."""
-        session = self._request_sessions()
+        write there belongs in a :meth:`session` of its own.
+
+        ``reading``: a request that only reads (and appends its audit record) gets, on PostgreSQL,
+        a session whose every statement commits by itself: no BEGIN and no COMMIT, two round trips
+        fewer. It loses nothing: under READ COMMITTED each statement reads its own snapshot even
+        inside a transaction, and a lone INSERT is durable when it returns."""
+        session = (self._reading_sessions if reading else self._request_sessions)()
         session.begin()
         return session
 
@@ -73,6 +83,38 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class Prepared:
+    """A Core statement compiled once and run on the session's own psycopg connection, for the few
+    statements every audited read runs: SQLAlchemy's work per execution (binding, wrapping the
+    result) was a third of such a request's Python. On SQLite the session runs it as usual. The
+    row answered (or None) reads like SQLAlchemy's: ``row.name``."""
+
+    def __init__(self, statement):
+        self.statement = statement
+        self._sql: tuple[str, dict] | None = None
+
+    def run(self, session: Session, params: dict):
+        """The one row it answers, or None."""
+        rows = self.all(session, params)
+        return rows[0] if rows else None
+
+    def all(self, session: Session, params: dict) -> list:
+        connection = session.connection()
+        if connection.dialect.name != "postgresql":
+            return session.execute(self.statement, params).all()
+        if self._sql is None:
+            compiled = self.statement.compile(dialect=connection.dialect)
+            constants = {k: v for k, v in compiled.params.items() if v is not None}
+            if compiled.literal_execute_params or compiled.post_compile_params:  # rendered into the SQL
+                unbound = self.statement.params({name: None for name, bind in compiled.binds.items() if bind.required})
+                compiled = unbound.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+            self._sql = compiled.string, constants
+        sql, constants = self._sql
+        with connection.connection.driver_connection.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.execute(sql, {**constants, **params})
+            return cursor.fetchall() if cursor.description else []
 
 
 def _sqlite_begin(conn) -> None:

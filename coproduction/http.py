@@ -24,6 +24,7 @@ from . import metrics
 from .config import Settings
 from .db import DB_UNAVAILABLE, Database
 from .events import TRACEPARENT
+from .jsonio import JSONProvider
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def create_app(name: str, title: str, *, settings: Settings, db: Database, metad
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
+    app.json = JSONProvider(app)
     app.extensions["coproduction"] = ServiceContext(name, settings, db, metadata, tables or {})
     api = Api(app)
     for bp in blueprints:

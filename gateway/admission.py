@@ -7,14 +7,15 @@ portfolio's: a withheld initiative's part is empty and says it was withheld.
 """
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, timedelta, timezone
 
 import flask_smorest
 import marshmallow as ma
 from flask import g, jsonify
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, select
 
+from coproduction import jsonio
+from coproduction.db import Prepared
 from coproduction.events import iso, now
 
 from . import api, portfolio
@@ -244,15 +245,19 @@ def _change_summary(event: dict) -> str:
     return f"{kind} {action}"
 
 
+#: the person's newest changes since a moment, one more than are shown (to say whether there are more)
+RECENT = Prepared(select(change_log.c.position, change_log.c.type, change_log.c.body)
+                  .where(change_log.c.subject == bindparam("subject", type_=String),
+                         change_log.c.event_time >= bindparam("since", type_=change_log.c.event_time.type))
+                  .order_by(change_log.c.position.desc()).limit(MAX_CHANGES + 1))
+
+
 def _recent_changes(session, nhs_number: str, hidden: set[str], at: datetime) -> dict:
     since = at - timedelta(days=RECENT_DAYS)
-    rows = session.execute(
-        select(change_log.c.position, change_log.c.type, change_log.c.event_time, change_log.c.body)
-        .where(change_log.c.subject == nhs_number, change_log.c.event_time >= since)
-        .order_by(change_log.c.position.desc()).limit(MAX_CHANGES + 1)).all()
+    rows = RECENT.all(session, {"subject": nhs_number, "since": since})
     items = []
     for row in rows[:MAX_CHANGES]:
-        event = json.loads(row.body)
+        event = jsonio.loads(row.body)
         service = event["source"].rsplit("/", 1)[-1]
         if service in hidden:
             continue

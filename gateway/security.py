@@ -21,14 +21,17 @@ from . import audit, limits, policy, tokens
 PURPOSE_UNAUTHENTICATED = "unauthenticated"
 #: the doors that take a bearer token; everything else is public or a web page
 API = ("/v1/", "/fhir/")
+SAFE_METHODS = ("GET", "HEAD")
 
 
 def request_session():
     """The request's one transaction on the gateway's database. The caller's lookup, the decision,
     the reads of the person's data and the audit record share it, so a read costs one connection and
-    one commit; :func:`write_audit` commits it, :func:`close_request_session` ends whatever is left."""
+    one commit; :func:`write_audit` commits it, :func:`close_request_session` ends whatever is left.
+    A GET or HEAD writes nothing but its audit record: its statements commit one by one
+    (``Database.open(reading=True)``), the record with its INSERT, before the answer."""
     if "db_session" not in g:
-        g.db_session = ctx().db.open()
+        g.db_session = ctx().db.open(reading=request.method in SAFE_METHODS)
     return g.db_session
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 
+from coproduction.db import Prepared
 from coproduction.events import iso, now
 from coproduction.service import service_names
 
@@ -23,7 +25,8 @@ LEAF_FIELDS = ("id", "at", "client_id", "client_name", "org", "role", "scope", "
                "resource", "purpose", "outcome", "status", "initiative", "break_glass", "relationship")
 INITIATIVES = (*service_names(), "portfolio")
 #: built once: a request binds its row's values; the id comes back in the same round trip
-APPEND = audit_log.insert()
+APPEND = Prepared(audit_log.insert().values({c.name: bindparam(c.name, type_=c.type) for c in audit_log.c
+                                             if c.name not in ("id", "leaf_index")}).returning(audit_log.c.id))
 
 
 def record(session: Session, *, caller, scope: str | None, nhs_number: str | None, action: str,
@@ -54,7 +57,7 @@ def record(session: Session, *, caller, scope: str | None, nhs_number: str | Non
         "break_glass": bool(break_glass),
         "relationship": relationship[:40] if relationship else None,
     }
-    return session.execute(APPEND, row).inserted_primary_key[0]
+    return APPEND.run(session, row).id
 
 
 def leaf_bytes(row) -> bytes:

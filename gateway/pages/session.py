@@ -10,6 +10,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import abort, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 
 from coproduction.auth import Caller
@@ -21,9 +22,23 @@ SESSION_HOURS = 12
 PURPOSE = "direct care"
 
 
+class PagesOnly(SecureCookieSessionInterface):
+    """The cookie is the pages' alone: an API or FHIR request (a bearer token) opens no session, so
+    none is decoded or signed for it."""
+
+    def open_session(self, app, request):
+        if request.path.startswith(API_DOORS):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
+API_DOORS = ("/v1/", "/fhir/", "/oauth2/")
+
+
 def configure(app) -> None:
     """The session cookie's settings (docs/configuration.md)."""
     settings = app.extensions["coproduction"].settings
+    app.session_interface = PagesOnly()
     app.secret_key = settings.session_secret
     app.config.update(
         SESSION_COOKIE_NAME="coproduction_session",

@@ -3,6 +3,7 @@ the route's rule (gateway/policy/rules.py), then the caller's scope, the person'
 relationship, their sharing preferences) and the decision kept in ``g.decision``."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from flask import current_app, g, request
 from sqlalchemy import String, bindparam, func, or_, select
 
 from coproduction.auth import Caller, unauthorised
+from coproduction.db import Prepared
 from coproduction.http import Problem
 from coproduction.nhs_number import is_valid
 
@@ -42,8 +44,11 @@ class Decision:
     def unseen(self) -> frozenset[str]:
         """The initiatives left out of what the caller is shown: withheld by the person's preferences,
         or beyond the read scopes of the caller (a role sees an initiative it may read, and no other)."""
-        unreadable = {i for i in SHAREABLE if self.caller is None or not may_read(self.caller, i)}
-        return self.withheld | unreadable
+        return self.withheld | self._unreadable
+
+    @functools.cached_property
+    def _unreadable(self) -> frozenset[str]:  # the caller, and so its scopes, is fixed with the decision
+        return frozenset(i for i in SHAREABLE if self.caller is None or not may_read(self.caller, i))
 
 
 # -- settling the subject -----------------------------------------------------------------------
@@ -139,7 +144,7 @@ def _records(aggregated: str | None) -> frozenset[tuple[str, str]]:
     return frozenset(tuple(item.split(RECORD_SEPARATOR, 1)) for item in (aggregated or "").split(RECORDS_SEPARATOR) if item)
 
 
-STANDING = {with_document: _standing_statement(with_document) for with_document in (False, True)}
+STANDING = {with_document: Prepared(_standing_statement(with_document)) for with_document in (False, True)}
 
 
 def no_relationship(caller: Caller, nhs: str) -> Problem:
@@ -179,10 +184,12 @@ def decide(rule: Rule, caller: Caller, resource_id: str | None, session) -> Deci
     if rule.action == "relate":  # declaring or ending one's own relationship needs none before
         return decision
     at = datetime.now(timezone.utc)
-    statement = STANDING[rule.document]
+    params = {"subject": decision.subject, "org": caller.org, "at": at}
     if rule.action == "create":
-        statement = statement.add_columns(subjects.holds_any(rule.service, SUBJECT).label("has_record"))
-    standing = session.execute(statement, {"subject": decision.subject, "org": caller.org, "at": at}).one()
+        standing = session.execute(STANDING[rule.document].statement.add_columns(
+            subjects.holds_any(rule.service, SUBJECT).label("has_record")), params).one()
+    else:
+        standing = STANDING[rule.document].run(session, params)
     if rule.document:
         decision.document, decision.document_updated_at = standing.document, standing.updated_at
         decision.records = _records(standing.records)

@@ -1,0 +1,129 @@
+"""Issue 18, the rest of the read path: what makes an audited read cheap, each checked against the
+real parts. A reading request's statements commit one by one (its audit record durable when its
+INSERT returns), prepared statements answer as SQLAlchemy would, on PostgreSQL and on SQLite, and
+the JSON provider says what Flask's own would."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+from hypothesis import given, settings, strategies as st
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select, text
+
+from coproduction.db import Database, Prepared
+from coproduction.jsonio import JSONProvider
+from harness import PG_URL
+
+metadata = MetaData()
+notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("owner", String(10)),
+              Column("body", String(100)))
+BY_OWNER = select(notes.c.id, notes.c.body, func.aggregate_strings(notes.c.body, "|").over().label("all_bodies")) \
+    .where(notes.c.owner == bindparam("owner", type_=String)).order_by(notes.c.id)
+APPEND = notes.insert().values(owner=bindparam("owner"), body=bindparam("body")).returning(notes.c.id)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db(request, tmp_path):
+    if request.param == "postgresql":
+        schema = "readpath_" + uuid.uuid4().hex[:8]
+        database = Database(PG_URL, schema=schema)
+        with database.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    else:
+        database = Database(f"sqlite:///{tmp_path / 'read-path.db'}")
+    metadata.create_all(database.engine)
+    yield database
+    database.drop_schema()
+    database.dispose()
+
+
+def test_prepared_statements_answer_as_sqlalchemy_does(db):
+    """Rows by name, the postcompiled separator rendered, RETURNING, None for nothing found."""
+    append, by_owner = Prepared(APPEND), Prepared(BY_OWNER)
+    with db.session() as session:
+        ids = [append.run(session, {"owner": "ann", "body": body}).id for body in ("tea", "walks")]
+        append.run(session, {"owner": "bob", "body": "chess"})
+    with db.session() as session:
+        expected = session.execute(BY_OWNER, {"owner": "ann"}).all()
+        rows = by_owner.all(session, {"owner": "ann"})
+        assert [(r.id, r.body, r.all_bodies) for r in rows] == [tuple(r) for r in expected]
+        assert [r.id for r in rows] == ids and rows[0].all_bodies == "tea|walks"
+        assert by_owner.run(session, {"owner": "nobody"}) is None
+
+
+def visible_elsewhere(db: Database, body: str) -> bool:
+    with db.session() as other:
+        return other.execute(select(func.count()).where(notes.c.body == body)).scalar() == 1
+
+
+def test_a_reading_request_commits_each_statement_as_it_returns():
+    """On PostgreSQL a GET's session sends no BEGIN: its audit record is committed, seen by any
+    other connection, the moment its INSERT returns; a writing request's work waits for COMMIT."""
+    schema = "readpath_" + uuid.uuid4().hex[:8]
+    db = Database(PG_URL, schema=schema)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        metadata.create_all(db.engine)
+        reading = db.open(reading=True)
+        Prepared(APPEND).run(reading, {"owner": "ann", "body": "read-record"})
+        assert visible_elsewhere(db, "read-record")  # before any commit
+        assert reading.connection().connection.driver_connection.autocommit
+        reading.commit()
+        reading.close()
+
+        writing = db.open()
+        Prepared(APPEND).run(writing, {"owner": "ann", "body": "write-record"})
+        assert not visible_elsewhere(db, "write-record")
+        writing.commit()
+        writing.close()
+        assert visible_elsewhere(db, "write-record")
+        with psycopg.connect(PG_URL) as conn:  # the pool hands the next writer a transactional connection
+            assert conn.execute(f'SELECT count(*) FROM "{schema}".notes').fetchone()[0] == 2
+        again = db.open()
+        assert not again.connection().connection.driver_connection.autocommit
+        again.close()
+    finally:
+        db.drop_schema()
+        db.dispose()
+
+
+JSONABLE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text() | st.datetimes(timezones=st.just(timezone.utc)) | st.dates() | st.uuids()
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text() | st.integers(0, 9), children, max_size=4),
+    max_leaves=20)
+
+
+def providers():
+    app = Flask("read-path")
+    return JSONProvider(app), DefaultJSONProvider(app), app
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSONABLE)
+def test_the_json_provider_says_what_flasks_own_does(value):
+    ours, flasks, app = providers()
+    flasks.sort_keys = False
+    assert json.loads(ours.dumps(value)) == json.loads(flasks.dumps(value))
+    with app.app_context():
+        assert json.loads(ours.response(value).get_data()) == json.loads(flasks.response(value).get_data())
+
+
+def test_the_json_provider_keeps_flasks_forms():
+    ours, _flasks, app = providers()
+    moment = datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc)
+    assert json.loads(ours.dumps({"at": moment, "on": date(2026, 12, 1), "pence": Decimal("1.50")})) == \
+        {"at": "Tue, 01 Dec 2026 15:00:00 GMT", "on": "Tue, 01 Dec 2026 00:00:00 GMT", "pence": "1.50"}
+    assert ours.dumps({1: 2 ** 80}) == '{"1": 1208925819614629174706176}'  # wider than orjson: the standard encoder
+    assert ours.dumps(["é"]) in ('["é"]', '["\\u00e9"]')
+    app.debug = True
+    with app.app_context():
+        assert ours.response({"a": 1}).get_data(as_text=True) == '{\n  "a": 1\n}\n'
