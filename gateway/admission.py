@@ -7,28 +7,23 @@ portfolio's: a withheld initiative's part is empty and says it was withheld.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import flask_smorest
 import marshmallow as ma
 from flask import g, jsonify
-from sqlalchemy import String, bindparam, select
 
 from coproduction import jsonio
-from coproduction.db import Prepared
 from coproduction.events import iso, now
 
-from . import api, portfolio
-from .security import request_session
-from .models import change_log
+from . import api, policy, portfolio
 
 bp = flask_smorest.Blueprint("admission", __name__, url_prefix="/v1/people",
                              description="The admission summary, from the gateway's own projection")
 
 TOP_PRIORITIES = 5
-RECENT_DAYS = 30
 RECENT_DECISIONS = 10
-MAX_CHANGES = 100
+MAX_CHANGES = policy.CHANGES_SHOWN  # the last 30 days' (its rule's changes_days, gateway/policy/rules.py)
 OPEN_DECISION = ("opened", "deferred")
 LIVE_BUDGET = ("agreed", "active", "under_review", "suspended")
 COURSE_IN_PROGRESS = ("referred", "enrolled", "active")
@@ -245,27 +240,20 @@ def _change_summary(event: dict) -> str:
     return f"{kind} {action}"
 
 
-#: the person's newest changes since a moment, one more than are shown (to say whether there are more)
-RECENT = Prepared(select(change_log.c.position, change_log.c.type, change_log.c.body)
-                  .where(change_log.c.subject == bindparam("subject", type_=String),
-                         change_log.c.event_time >= bindparam("since", type_=change_log.c.event_time.type))
-                  .order_by(change_log.c.position.desc()).limit(MAX_CHANGES + 1))
-
-
-def _recent_changes(session, nhs_number: str, hidden: set[str], at: datetime) -> dict:
-    since = at - timedelta(days=RECENT_DAYS)
-    rows = RECENT.all(session, {"subject": nhs_number, "since": since})
+def _recent_changes(decision, hidden: set[str]) -> dict:
+    """The changes the access decision read with the person's standing (the rule's ``changes_days``)."""
+    rows = decision.changes
     items = []
-    for row in rows[:MAX_CHANGES]:
-        event = jsonio.loads(row.body)
+    for position, body in rows[:MAX_CHANGES]:
+        event = jsonio.loads(body)
         service = event["source"].rsplit("/", 1)[-1]
         if service in hidden:
             continue
-        items.append({"position": row.position, "time": event["time"], "type": row.type, "service": service,
+        items.append({"position": position, "time": event["time"], "type": event["type"], "service": service,
                       "ref": event["aggregateid"], "summary": _change_summary(event)})
     items.sort(key=lambda c: (c["time"], c["position"]), reverse=True)
     last = items[0]["time"] if items else None
-    return {"since": iso(since), "items": items, "truncated": len(rows) > MAX_CHANGES,
+    return {"since": iso(decision.changes_since), "items": items, "truncated": len(rows) > MAX_CHANGES,
             "freshness": {"change_log": {"last_event_at": last}}}
 
 
@@ -278,7 +266,7 @@ def admission_summary(nhs_number):
     doc = portfolio.for_role(document, hidden)
     at = now()
     updated = g.portfolio_updated_at
-    changes = _recent_changes(request_session(), nhs_number, hidden, at)
+    changes = _recent_changes(policy.current(), hidden)
     contributing = sorted({s["service"] for p in doc.get("priorities") or [] for s in p.get("sources", [])}
                           or set(portfolio.SECTIONS) - hidden)
     return jsonify({

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -55,6 +55,30 @@ def test_prepared_statements_answer_as_sqlalchemy_does(db):
         assert [(r.id, r.body, r.all_bodies) for r in rows] == [tuple(r) for r in expected]
         assert [r.id for r in rows] == ids and rows[0].all_bodies == "tea|walks"
         assert by_owner.run(session, {"owner": "nobody"}) is None
+
+
+def test_the_standing_read_brings_the_newest_changes_of_the_window(db):
+    """The admission summary's changes come with the access decision's one read: the person's own,
+    since the window's start, the newest first, one more than are shown (on both databases)."""
+    from gateway.models import change_log, metadata as gateway_tables
+    from gateway.policy.decision import CHANGES_SHOWN, STANDING, _changes
+    gateway_tables.create_all(db.engine)
+    now = datetime.now(timezone.utc)
+    rows = [{"event_id": str(uuid.uuid4()), "type": "plan.revised", "subject": subject,
+             "event_time": now - timedelta(days=days), "body": json.dumps({"n": n, "text": "a\u001e b"})}
+            for n, (subject, days) in enumerate([("9434765919", 40)] * 3 + [("9434765919", 1)] * (CHANGES_SHOWN + 5)
+                                                + [("9000000009", 1)] * 2)]
+    with db.session() as session:
+        session.execute(change_log.insert(), rows)
+    with db.session() as session:
+        standing = STANDING[(True, True)].run(session, {"subject": "9434765919", "org": "X", "at": now,
+                                                        "since": now - timedelta(days=30)})
+    changes = _changes(standing.changes)
+    assert len(changes) == CHANGES_SHOWN + 1
+    shown = [json.loads(body)["n"] for _position, body in changes]
+    assert shown == list(range(CHANGES_SHOWN + 7, 6, -1))  # the newest, none older than 30 days, none of another
+    assert [p for p, _ in changes] == sorted((p for p, _ in changes), reverse=True)
+    assert json.loads(changes[0][1])["text"] == "a\x1e b"  # a separator inside a string stays escaped
 
 
 def visible_elsewhere(db: Database, body: str) -> bool:

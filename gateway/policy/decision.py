@@ -6,10 +6,10 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request
-from sqlalchemy import String, bindparam, func, or_, select
+from sqlalchemy import String, bindparam, cast, func, or_, select
 
 from coproduction.auth import Caller, unauthorised
 from coproduction.db import Prepared
@@ -17,7 +17,7 @@ from coproduction.http import Problem
 from coproduction.nhs_number import is_valid
 
 from .. import subjects
-from ..models import care_relationships, portfolios, sharing, subjects as subjects_table
+from ..models import care_relationships, change_log, portfolios, sharing, subjects as subjects_table
 from .rules import (BODY, EMERGENCY, NO_BODY, PATH, PERSONAL, PUBLIC, QUERY, SHAREABLE, Rule, may_read,
                     rule_for_request)
 from .visibility import hidden_from
@@ -35,6 +35,8 @@ class Decision:
     document: dict | None = None      # the person's portfolio document, where the rule reads it
     document_updated_at: datetime | None = None
     records: frozenset[tuple[str, str]] | None = None  # the person's (service, id) records, read with it
+    changes: list[tuple[int, str]] | None = None  # their newest changes (position, event), where the rule shows them
+    changes_since: datetime | None = None
 
     @property
     def break_glass(self) -> bool:
@@ -122,10 +124,11 @@ def active_relationship(nhs_number, org, at):
 SUBJECT = bindparam("subject", type_=String)
 
 
-def _standing_statement(with_document: bool):
+def _standing_statement(with_document: bool, with_changes: bool = False):
     """The person's standing in one statement: their sharing preferences, the caller's relationship
-    and, for a rule that shows it, their portfolio document. Built once, run with bound parameters
-    (``subject``, ``org``, ``at``), so a request neither builds nor compiles it."""
+    and, for a rule that shows them, their portfolio document and their changes since ``since``.
+    Built once, run with bound parameters (``subject``, ``org``, ``at``), so a request neither
+    builds nor compiles it."""
     columns = [select(sharing.c.withhold).where(sharing.c.nhs_number == SUBJECT).scalar_subquery().label("withhold"),
                active_relationship(SUBJECT, bindparam("org", type_=String), bindparam("at")).label("relationship")]
     if with_document:  # and the ids the answer is scrubbed of (visibility.scrub), in the same trip
@@ -134,17 +137,33 @@ def _standing_statement(with_document: bool):
                     select(p.c.updated_at).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("updated_at"),
                     select(func.aggregate_strings(r.c.service + RECORD_SEPARATOR + r.c.resource_id, RECORDS_SEPARATOR))
                     .where(r.c.nhs_number == SUBJECT).scalar_subquery().label("records")]
+    if with_changes:  # the newest first, one more than are shown (so the view can say there were more)
+        c = change_log
+        recent = (select(c.c.position, c.c.body).where(c.c.subject == SUBJECT, c.c.event_time >= bindparam(
+            "since", type_=c.c.event_time.type)).order_by(c.c.position.desc()).limit(CHANGES_SHOWN + 1).subquery())
+        columns.append(select(func.aggregate_strings(cast(recent.c.position, String) + RECORD_SEPARATOR + recent.c.body,
+                                                     CHANGES_SEPARATOR)).scalar_subquery().label("changes"))
     return select(*columns)
 
 
 RECORD_SEPARATOR, RECORDS_SEPARATOR = " ", "\n"  # neither is in a service's name or a resource id
+CHANGES_SEPARATOR = "\x1e"  # never unescaped in JSON text, so never inside an event's body
+#: the most changes a view shows
+CHANGES_SHOWN = 100
 
 
 def _records(aggregated: str | None) -> frozenset[tuple[str, str]]:
     return frozenset(tuple(item.split(RECORD_SEPARATOR, 1)) for item in (aggregated or "").split(RECORDS_SEPARATOR) if item)
 
 
-STANDING = {with_document: Prepared(_standing_statement(with_document)) for with_document in (False, True)}
+def _changes(aggregated: str | None) -> list[tuple[int, str]]:
+    """(position, event body) of each change read, the newest first."""
+    pairs = (item.split(RECORD_SEPARATOR, 1) for item in (aggregated or "").split(CHANGES_SEPARATOR) if item)
+    return sorted(((int(position), body) for position, body in pairs), reverse=True)
+
+
+STANDING = {(document, changes): Prepared(_standing_statement(document, changes))
+            for document in (False, True) for changes in (False, True) if document or not changes}
 
 
 def no_relationship(caller: Caller, nhs: str) -> Problem:
@@ -185,14 +204,19 @@ def decide(rule: Rule, caller: Caller, resource_id: str | None, session) -> Deci
         return decision
     at = datetime.now(timezone.utc)
     params = {"subject": decision.subject, "org": caller.org, "at": at}
+    shape = (rule.document, bool(rule.changes_days))
+    if rule.changes_days:
+        params["since"] = decision.changes_since = at - timedelta(days=rule.changes_days)
     if rule.action == "create":
-        standing = session.execute(STANDING[rule.document].statement.add_columns(
+        standing = session.execute(STANDING[shape].statement.add_columns(
             subjects.holds_any(rule.service, SUBJECT).label("has_record")), params).one()
     else:
-        standing = STANDING[rule.document].run(session, params)
+        standing = STANDING[shape].run(session, params)
     if rule.document:
         decision.document, decision.document_updated_at = standing.document, standing.updated_at
         decision.records = _records(standing.records)
+    if rule.changes_days:
+        decision.changes = _changes(standing.changes)
     decision.withheld = frozenset(hidden_from(standing.withhold, caller.role))
     if caller.role == "admin":
         decision.relationship = "admin"

@@ -29,6 +29,7 @@ class Rule:
     fhir: bool = False             # the FHIR door: QUERY from FHIR search parameters, BODY from CarePlan.subject
     params: tuple[str, ...] = ("nhs_number",)  # QUERY: the query parameters that may name the person
     document: bool = False         # the view shows the portfolio document: read with the person's standing
+    changes_days: int = 0          # and the person's changes of the last so many days (the admission summary)
 
 
 
@@ -42,8 +43,8 @@ def may_read(caller: Caller, initiative: str) -> bool:
 
 
 def _person(scope: str, initiative: str = "portfolio", action: str = "read", page: bool = False,
-            document: bool = False) -> Rule:
-    return Rule(scope, PATH, initiative, action=action, page=page, document=document)
+            document: bool = False, changes_days: int = 0) -> Rule:
+    return Rule(scope, PATH, initiative, action=action, page=page, document=document, changes_days=changes_days)
 
 
 #: the gateway's own routes: (method, route as Flask writes it) -> rule. HEAD is decided as GET.
@@ -51,7 +52,7 @@ PEOPLE = "/v1/people/<nhs_number>"
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{PEOPLE}/portfolio"): _person("portfolio:read", document=True),
     ("GET", f"{PEOPLE}/priorities"): _person("portfolio:read", document=True),
-    ("GET", f"{PEOPLE}/admission-summary"): _person("portfolio:read", document=True),
+    ("GET", f"{PEOPLE}/admission-summary"): _person("portfolio:read", document=True, changes_days=30),
     ("GET", f"{PEOPLE}/fhir"): _person("portfolio:read", document=True),
     ("GET", f"{PEOPLE}/changes"): _person("portfolio:read"),
     ("GET", f"{PEOPLE}/access-log"): _person("portfolio:read"),
