@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event, exc, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from psycopg.rows import namedtuple_row
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,10 +47,9 @@ class Database:
             # instead of failing with "database is locked" halfway through a transaction.
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._request_sessions = sessionmaker(self.engine.execution_options(deferred_begin=True),
-                                              expire_on_commit=False)
-        self._reading_sessions = (sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                                               expire_on_commit=False) if self.is_postgres else self._request_sessions)
+        self._requests = self.engine.execution_options(deferred_begin=True)
+        self._reading_requests = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
+                                  if self.is_postgres else self._requests)
 
     def drop_schema(self) -> None:
         if self.is_postgres and self.schema:
@@ -63,19 +62,19 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
-    def open(self, reading: bool = False) -> Session:
-        """A session with its transaction begun, which the caller commits or rolls back and closes:
-        for one web request that reads and writes in a single transaction. On SQLite it is a
-        plain (deferred) transaction, so its reads do not hold the write lock for the request; a
-        write there belongs in a :meth:`session` of its own.
+    def open(self, reading: bool = False) -> Connection:
+        """A connection whose transaction begins with its first statement, which the caller commits
+        or rolls back and closes: for one web request that reads and writes in a single transaction
+        (SQLAlchemy Core: a request runs Core statements only, and an ORM session's bookkeeping was
+        a tenth of an audited read's Python). On SQLite it is a plain (deferred) transaction, so its
+        reads do not hold the write lock for the request; a write there belongs in a
+        :meth:`session` of its own.
 
         ``reading``: a request that only reads (and appends its audit record) gets, on PostgreSQL,
-        a session whose every statement commits by itself: no BEGIN and no COMMIT, two round trips
-        fewer. It loses nothing: under READ COMMITTED each statement reads its own snapshot even
-        inside a transaction, and a lone INSERT is durable when it returns."""
-        session = (self._reading_sessions if reading else self._request_sessions)()
-        session.begin()
-        return session
+        a connection whose every statement commits by itself: no BEGIN and no COMMIT, two round
+        trips fewer. It loses nothing: under READ COMMITTED each statement reads its own snapshot
+        even inside a transaction, and a lone INSERT is durable when it returns."""
+        return (self._reading_requests if reading else self._requests).connect()
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -95,15 +94,20 @@ class Prepared:
         self.statement = statement
         self._sql: tuple[str, dict] | None = None
 
-    def run(self, session: Session, params: dict):
+    def run(self, session: Session | Connection, params: dict):
         """The one row it answers, or None."""
         rows = self.all(session, params)
         return rows[0] if rows else None
 
-    def all(self, session: Session, params: dict) -> list:
-        connection = session.connection()
+    def all(self, session: Session | Connection, params: dict) -> list:
+        if isinstance(session, Connection):
+            connection = session
+            if not connection.in_transaction():  # begun as SQLAlchemy's would be, so commit() commits it
+                connection.begin()
+        else:
+            connection = session.connection()
         if connection.dialect.name != "postgresql":
-            return session.execute(self.statement, params).all()
+            return connection.execute(self.statement, params).all()
         if self._sql is None:
             compiled = self.statement.compile(dialect=connection.dialect)
             constants = {k: v for k, v in compiled.params.items() if v is not None}

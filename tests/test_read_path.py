@@ -98,7 +98,7 @@ def test_a_reading_request_commits_each_statement_as_it_returns():
         reading = db.open(reading=True)
         Prepared(APPEND).run(reading, {"owner": "ann", "body": "read-record"})
         assert visible_elsewhere(db, "read-record")  # before any commit
-        assert reading.connection().connection.driver_connection.autocommit
+        assert reading.connection.driver_connection.autocommit
         reading.commit()
         reading.close()
 
@@ -111,7 +111,7 @@ def test_a_reading_request_commits_each_statement_as_it_returns():
         with psycopg.connect(PG_URL) as conn:  # the pool hands the next writer a transactional connection
             assert conn.execute(f'SELECT count(*) FROM "{schema}".notes').fetchone()[0] == 2
         again = db.open()
-        assert not again.connection().connection.driver_connection.autocommit
+        assert not again.connection.driver_connection.autocommit
         again.close()
     finally:
         db.drop_schema()
