@@ -9,9 +9,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
-from psycopg.rows import namedtuple_row
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import jsonio
@@ -116,9 +117,23 @@ class Prepared:
                 compiled = unbound.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
             self._sql = compiled.string, constants
         sql, constants = self._sql
-        with connection.connection.driver_connection.cursor(row_factory=namedtuple_row) as cursor:
-            cursor.execute(sql, {**constants, **params})
-            return cursor.fetchall() if cursor.description else []
+        driver = connection.connection.driver_connection
+        try:
+            with driver.cursor(row_factory=namedtuple_row) as cursor:
+                cursor.execute(sql, {**constants, **params})
+                return cursor.fetchall() if cursor.description else []
+        except psycopg.Error as error:
+            raise _as_sqlalchemy_error(connection, driver, sql, params, error) from error
+
+
+def _as_sqlalchemy_error(connection: Connection, driver, sql: str, params: dict, error: Exception) -> Exception:
+    """What SQLAlchemy makes of a driver's error, so callers see one kind (DB_UNAVAILABLE answers
+    503); a lost connection is dropped with every other one the pool holds, as SQLAlchemy does."""
+    if connection.dialect.is_disconnect(error, driver, None):
+        connection.invalidate(error)
+        connection.engine.dispose(close=False)
+    return exc.DBAPIError.instance(sql, params, error, psycopg.Error, dialect=connection.dialect,
+                                   connection_invalidated=connection.invalidated)
 
 
 def _sqlite_begin(conn) -> None:

@@ -16,7 +16,7 @@ from flask.json.provider import DefaultJSONProvider
 from hypothesis import given, settings, strategies as st
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select, text
 
-from coproduction.db import Database, Prepared
+from coproduction.db import DB_UNAVAILABLE, Database, Prepared
 from coproduction.jsonio import JSONProvider
 from harness import PG_URL
 
@@ -113,6 +113,36 @@ def test_a_reading_request_commits_each_statement_as_it_returns():
         again = db.open()
         assert not again.connection.driver_connection.autocommit
         again.close()
+    finally:
+        db.drop_schema()
+        db.dispose()
+
+
+def test_a_lost_connection_is_a_database_error_the_request_answers_503_and_the_pool_recovers():
+    """The driver's error becomes SQLAlchemy's (DB_UNAVAILABLE: the gateway answers 503 with
+    Retry-After), and the pool holds no connection of before the loss: the next request succeeds."""
+    schema = "readpath_" + uuid.uuid4().hex[:8]
+    db = Database(PG_URL, schema=schema)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        metadata.create_all(db.engine)
+        spare, lost = db.open(reading=True), db.open(reading=True)  # two pooled connections
+        backends = []
+        for conn in (spare, lost):
+            Prepared(BY_OWNER).all(conn, {"owner": "ann"})
+            backends.append(conn.connection.driver_connection.info.backend_pid)
+        spare.close()  # back in the pool, its server gone with the other's (as in a restart)
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            for backend in backends:
+                admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        with pytest.raises(DB_UNAVAILABLE):
+            Prepared(BY_OWNER).all(lost, {"owner": "ann"})
+        lost.close()
+        for _ in range(2):  # neither the lost connection nor one opened before it is handed out again
+            again = db.open(reading=True)
+            assert Prepared(BY_OWNER).all(again, {"owner": "ann"}) == []
+            again.close()
     finally:
         db.drop_schema()
         db.dispose()
