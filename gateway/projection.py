@@ -100,13 +100,17 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
         if key not in held:
             inserts.append({"service": service, "aggregate_id": key[1], **values})
         elif held[key] < event["aggregateversion"]:
-            updates.append({"k_service": service, "k_aggregate_id": key[1], **values})
+            updates.append({"k_service": service, "k_aggregate_id": key[1], "k_version": values["version"], **values})
+    # Another transaction (a rebuild's other range, the consumer) may write the same aggregate
+    # between the read above and these: an insert that meets its row updates it instead, and
+    # neither overwrites a newer version.
     if inserts:
-        session.execute(aggregates.insert(), inserts)
+        session.execute(_insert_or_newer(postgres), inserts)
     if updates:
         session.execute(
             update(aggregates).where(aggregates.c.service == bindparam("k_service"),
-                                     aggregates.c.aggregate_id == bindparam("k_aggregate_id")),
+                                     aggregates.c.aggregate_id == bindparam("k_aggregate_id"),
+                                     aggregates.c.version < bindparam("k_version")),
             updates)
 
     if postgres:  # positions must become visible in order, or a feed reader could skip one
@@ -117,6 +121,17 @@ def apply_many(session: Session, events: list[dict], recompose_people: bool = Tr
     if recompose_people:
         recompose_many(session, {e["subject"] for e, *_ in fresh})
     return len(fresh)
+
+
+def _insert_or_newer(postgres: bool):
+    insert = (postgresql if postgres else sqlite).insert(aggregates)
+    return insert.on_conflict_do_update(
+        index_elements=[aggregates.c.service, aggregates.c.aggregate_id],
+        set_={name: insert.excluded[name] for name in AGGREGATE_VALUES},
+        where=aggregates.c.version < insert.excluded.version)
+
+
+AGGREGATE_VALUES = ("nhs_number", "kind", "version", "last_type", "state", "event_time", "applied_at")
 
 
 def _record_in_inbox(session: Session, event_ids: list[str], at: datetime, postgres: bool) -> set[str]:
