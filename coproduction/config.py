@@ -87,7 +87,7 @@ class Settings:
             allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "") in ("1", "true", "yes"),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
             db_pre_ping=_flag("DB_PRE_PING"),
-            migrate_on_start=os.environ.get("MIGRATE_ON_START", "1").strip().lower() not in ("0", "false", "no"),
+            migrate_on_start=env.get("MIGRATE_ON_START", "1").strip().lower() not in ("0", "false", "no"),
             public_url=env.get("PUBLIC_URL", "").strip().rstrip("/") or None,
             oauth_signing_key=secrets.read("OAUTH_SIGNING_KEY"),
             oauth_previous_signing_key=secrets.read("OAUTH_PREVIOUS_SIGNING_KEY"),

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event, exc, text
+from sqlalchemy import BigInteger, Integer, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,8 +66,8 @@ class Database:
     def open(self, reading: bool = False) -> Connection:
         """A connection whose transaction begins with its first statement, which the caller commits
         or rolls back and closes: for one web request that reads and writes in a single transaction
-        (SQLAlchemy Core: a request runs Core statements only, and an ORM session's bookkeeping was
-        a tenth of an audited read's Python). On SQLite it is a plain (deferred) transaction, so its
+        (SQLAlchemy Core: a request runs Core statements only, and spares an ORM session's
+        bookkeeping; docs/performance.md). On SQLite it is a plain (deferred) transaction, so its
         reads do not hold the write lock for the request; a write there belongs in a
         :meth:`session` of its own.
 
@@ -86,9 +86,9 @@ class Database:
 
 
 class Prepared:
-    """A Core statement compiled once and run on the session's own psycopg connection, for the few
-    statements every audited read runs: SQLAlchemy's work per execution (binding, wrapping the
-    result) was a third of such a request's Python. On SQLite the session runs it as usual. The
+    """A Core statement compiled once and run on the connection's own psycopg cursor, for the few
+    statements every audited read runs: they skip SQLAlchemy's work per execution (binding,
+    wrapping the result; docs/performance.md). On SQLite SQLAlchemy runs it as usual. The
     row answered (or None) reads like SQLAlchemy's: ``row.name``."""
 
     def __init__(self, statement):

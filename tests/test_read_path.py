@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -28,18 +29,30 @@ BY_OWNER = select(notes.c.id, notes.c.body, func.aggregate_strings(notes.c.body,
 APPEND = notes.insert().values(owner=bindparam("owner"), body=bindparam("body")).returning(notes.c.id)
 
 
+@contextmanager
+def postgres_database():
+    """A Database in a PostgreSQL schema of its own, holding the notes table; dropped afterwards."""
+    schema = "readpath_" + uuid.uuid4().hex[:8]
+    database = Database(PG_URL, schema=schema)
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        metadata.create_all(database.engine)
+        yield database
+    finally:
+        database.drop_schema()
+        database.dispose()
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db(request, tmp_path):
     if request.param == "postgresql":
-        schema = "readpath_" + uuid.uuid4().hex[:8]
-        database = Database(PG_URL, schema=schema)
-        with database.engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    else:
-        database = Database(f"sqlite:///{tmp_path / 'read-path.db'}")
+        with postgres_database() as database:
+            yield database
+        return
+    database = Database(f"sqlite:///{tmp_path / 'read-path.db'}")
     metadata.create_all(database.engine)
     yield database
-    database.drop_schema()
     database.dispose()
 
 
@@ -89,12 +102,7 @@ def visible_elsewhere(db: Database, body: str) -> bool:
 def test_a_reading_request_commits_each_statement_as_it_returns():
     """On PostgreSQL a GET's session sends no BEGIN: its audit record is committed, seen by any
     other connection, the moment its INSERT returns; a writing request's work waits for COMMIT."""
-    schema = "readpath_" + uuid.uuid4().hex[:8]
-    db = Database(PG_URL, schema=schema)
-    try:
-        with db.engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        metadata.create_all(db.engine)
+    with postgres_database() as db:
         reading = db.open(reading=True)
         Prepared(APPEND).run(reading, {"owner": "ann", "body": "read-record"})
         assert visible_elsewhere(db, "read-record")  # before any commit
@@ -109,24 +117,16 @@ def test_a_reading_request_commits_each_statement_as_it_returns():
         writing.close()
         assert visible_elsewhere(db, "write-record")
         with psycopg.connect(PG_URL) as conn:  # the pool hands the next writer a transactional connection
-            assert conn.execute(f'SELECT count(*) FROM "{schema}".notes').fetchone()[0] == 2
+            assert conn.execute(f'SELECT count(*) FROM "{db.schema}".notes').fetchone()[0] == 2
         again = db.open()
         assert not again.connection.driver_connection.autocommit
         again.close()
-    finally:
-        db.drop_schema()
-        db.dispose()
 
 
 def test_a_lost_connection_is_a_database_error_the_request_answers_503_and_the_pool_recovers():
     """The driver's error becomes SQLAlchemy's (DB_UNAVAILABLE: the gateway answers 503 with
     Retry-After), and the pool holds no connection of before the loss: the next request succeeds."""
-    schema = "readpath_" + uuid.uuid4().hex[:8]
-    db = Database(PG_URL, schema=schema)
-    try:
-        with db.engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        metadata.create_all(db.engine)
+    with postgres_database() as db:
         spare, lost = db.open(reading=True), db.open(reading=True)  # two pooled connections
         backends = []
         for conn in (spare, lost):
@@ -143,9 +143,6 @@ def test_a_lost_connection_is_a_database_error_the_request_answers_503_and_the_p
             again = db.open(reading=True)
             assert Prepared(BY_OWNER).all(again, {"owner": "ann"}) == []
             again.close()
-    finally:
-        db.drop_schema()
-        db.dispose()
 
 
 JSONABLE = st.recursive(

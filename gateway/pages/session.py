@@ -17,6 +17,7 @@ from coproduction.auth import Caller
 from coproduction.http import ctx
 
 from ..models import clients as clients_table
+from ..security import API
 
 SESSION_HOURS = 12
 PURPOSE = "direct care"
@@ -27,12 +28,9 @@ class PagesOnly(SecureCookieSessionInterface):
     none is decoded or signed for it."""
 
     def open_session(self, app, request):
-        if request.path.startswith(API_DOORS):
+        if request.path.startswith(API):
             return self.null_session_class()
         return super().open_session(app, request)
-
-
-API_DOORS = ("/v1/", "/fhir/", "/oauth2/")
 
 
 def configure(app) -> None:
