@@ -11,7 +11,6 @@ and the consumer reconnects with backoff.
 """
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading

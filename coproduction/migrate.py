@@ -34,7 +34,7 @@ def _config(versions: Path, connection, metadata) -> Config:
     return cfg
 
 
-def upgrade(service: str) -> None:
+def upgrade(service: str, revision: str = "head") -> None:
     db, metadata, versions = parts(service)
     try:
         with db.engine.begin() as conn:
@@ -42,7 +42,7 @@ def upgrade(service: str) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
                 if db.schema:
                     conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
-            command.upgrade(_config(versions, conn, metadata), "head")
+            command.upgrade(_config(versions, conn, metadata), revision)
     finally:
         db.dispose()
 

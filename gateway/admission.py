@@ -1,7 +1,8 @@
 """``GET /v1/people/{nhs}/admission-summary``: what a hospital team needs on admission, in one read.
 
-Built only from the gateway's own tables (the person's portfolio document, and the change log for
-the last 30 days), so it answers fast even when every domain service is down. Each part says how
+Built only from the gateway's own tables (the person's portfolio document, and the recent changes
+the consumer keeps beside it, of which the last 30 days' are shown), so it answers fast even when
+every domain service is down. Each part says how
 fresh it is: the time of the newest event from its service that the gateway applied. Consent is the
 portfolio's: a withheld initiative's part is empty and says it was withheld.
 """
@@ -13,7 +14,6 @@ import flask_smorest
 import marshmallow as ma
 from flask import g, jsonify
 
-from coproduction import jsonio
 from coproduction.events import iso, now
 
 from . import api, policy, portfolio
@@ -23,7 +23,6 @@ bp = flask_smorest.Blueprint("admission", __name__, url_prefix="/v1/people",
 
 TOP_PRIORITIES = 5
 RECENT_DECISIONS = 10
-MAX_CHANGES = policy.CHANGES_SHOWN  # the last 30 days' (its rule's changes_days, gateway/policy/rules.py)
 OPEN_DECISION = ("opened", "deferred")
 LIVE_BUDGET = ("agreed", "active", "under_review", "suspended")
 COURSE_IN_PROGRESS = ("referred", "enrolled", "active")
@@ -221,40 +220,19 @@ def _courses(doc: dict) -> dict:
     return {"in_progress": out}
 
 
-def _change_summary(event: dict) -> str:
-    data = event.get("data") or {}
-    kind, action = event["type"].split(".", 1)
-    if kind == "decision":
-        outcome = data.get("outcome") or {}
-        text = f"decision {action}: {data.get('question', '')}"
-        if event["type"] == "decision.recorded" and outcome.get("chosen_option_label"):
-            text += f" → {outcome['chosen_option_label']}"
-        return text
-    if kind == "budget":
-        change = data.get("change") or {}
-        return f"budget {action}" + (f": {change['summary']}" if change.get("summary") else "")
-    if kind == "group":
-        return f"course {action}" + (f": {data['title']}" if data.get("title") else "")
-    if kind == "plan":
-        return f"care and support plan {action}" + (f" ({data['status']})" if data.get("status") else "")
-    return f"{kind} {action}"
-
-
 def _recent_changes(decision, hidden: set[str]) -> dict:
-    """The changes the access decision read with the person's standing (the rule's ``changes_days``)."""
-    rows = decision.changes
-    items = []
-    for position, body in rows[:MAX_CHANGES]:
-        event = jsonio.loads(body)
-        service = event["source"].rsplit("/", 1)[-1]
-        if service in hidden:
-            continue
-        items.append({"position": position, "time": event["time"], "type": event["type"], "service": service,
-                      "ref": event["aggregateid"], "summary": _change_summary(event)})
+    """The person's changes since the window's start (the rule's ``changes_days``), the newest
+    ``CHANGES_SHOWN`` of them, as the consumer keeps them with the document (portfolio.recent_changes)."""
+    kept = decision.changes or {"at": [], "items": []}
+    since = decision.changes_since.timestamp()
+    window = [item for at, item in zip(kept["at"], kept["items"]) if at >= since]
+    items = [item for item in window[:portfolio.CHANGES_SHOWN] if item["service"] not in hidden]
     items.sort(key=lambda c: (c["time"], c["position"]), reverse=True)
-    last = items[0]["time"] if items else None
-    return {"since": iso(decision.changes_since), "items": items, "truncated": len(rows) > MAX_CHANGES,
-            "freshness": {"change_log": {"last_event_at": last}}}
+    # more than are kept may fall in the window when even the oldest kept one does
+    more = len(window) > portfolio.CHANGES_SHOWN or (len(kept["at"]) == portfolio.CHANGES_KEPT
+                                                     and kept["at"][-1] >= since)
+    return {"since": iso(decision.changes_since), "items": items, "truncated": more,
+            "freshness": {"change_log": {"last_event_at": items[0]["time"] if items else None}}}
 
 
 @bp.route("/<nhs_number>/admission-summary", parameters=api.nhs_path())

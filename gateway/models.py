@@ -6,7 +6,7 @@ The webhook tables are declared on this ``metadata`` by gateway/webhooks/models.
 from __future__ import annotations
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, LargeBinary, MetaData,
-                        SmallInteger, String, Table, Text, UniqueConstraint)
+                        SmallInteger, String, Table, Text)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from coproduction.db import BigId
@@ -55,11 +55,13 @@ aggregates = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False),
 )
 
-#: one materialised portfolio per person, rebuilt whenever one of their aggregates changes
+#: one materialised portfolio per person, rebuilt whenever one of their aggregates changes, with
+#: their newest changes as the admission summary shows them (gateway/portfolio.py, recent_changes)
 portfolios = Table(
     "portfolios", metadata,
     Column("nhs_number", String(10), primary_key=True),
     Column("document", Json, nullable=False),
+    Column("recent_changes", Json, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -5,7 +5,6 @@ read is one indexed row; consent (what a role may see) is applied at read time b
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 from coproduction.events import iso
@@ -15,6 +14,12 @@ from .priorities import Held, merge
 
 #: the services whose aggregates the document holds
 SECTIONS = service_names()
+#: the newest changes the document's timeline shows
+TIMELINE = 50
+#: the most changes the admission summary shows (its window's, gateway/admission.py); one more is
+#: kept with the document, so the summary can say there were more
+CHANGES_SHOWN = 100
+CHANGES_KEPT = CHANGES_SHOWN + 1
 ACTIVE_FIRST = {"active": 0, "agreed": 0, "under_review": 0, "on_hold": 1, "suspended": 1,
                 "planning": 2, "requested": 2, "draft": 2}
 
@@ -45,6 +50,8 @@ def _section(row) -> dict:
 
 
 def compose(nhs_number: str, rows: list, recent: list) -> dict:
+    """The document, from the person's aggregates and their newest changes ``(position, time, event)``,
+    the newest first (at least ``TIMELINE`` of them)."""
     by_service: dict[str, list] = {s: [] for s in SECTIONS}
     for row in rows:
         by_service.setdefault(row["service"], []).append(row)
@@ -70,9 +77,8 @@ def compose(nhs_number: str, rows: list, recent: list) -> dict:
             freshness[service] = None
 
     timeline = []
-    for entry in recent:
-        event = json.loads(entry.body)
-        timeline.append({"type": entry.type, "time": event["time"], "event_id": event["id"],
+    for _position, _time, event in recent[:TIMELINE]:
+        timeline.append({"type": event["type"], "time": event["time"], "event_id": event["id"],
                          "service": event["source"].rsplit("/", 1)[-1], "ref": event["aggregateid"],
                          "version": event["aggregateversion"], "summary": _summary(event)})
     # by the services' own clocks and versions, so a rebuilt projection gives the same timeline
@@ -103,6 +109,41 @@ def _summary(event: dict) -> str:
         change = data["change"]
         detail = (change.get("summary") or "") + (f" (because: {change['reason']})" if change.get("reason") else "")
     return f"{kind} {action}" + (f": {detail}" if detail else "")
+
+
+def recent_changes(recent: list) -> dict:
+    """What the admission summary shows of the newest changes ``(position, time, event)``, the newest
+    first, kept beside the document: each change's item, and its time as seconds since the epoch
+    (``at``), so a read picks its window's without parsing a time or an event."""
+    kept = recent[:CHANGES_KEPT]
+    return {"at": [_epoch(moment) for _position, moment, _event in kept],
+            "items": [{"position": position, "time": event["time"], "type": event["type"],
+                       "service": event["source"].rsplit("/", 1)[-1], "ref": event["aggregateid"],
+                       "summary": change_summary(event)} for position, _moment, event in kept]}
+
+
+def _epoch(moment: datetime) -> float:
+    return -_neg_time(moment)
+
+
+def change_summary(event: dict) -> str:
+    """One line on a change, as the admission summary says it."""
+    data = event.get("data") or {}
+    kind, action = event["type"].split(".", 1)
+    if kind == "decision":
+        outcome = data.get("outcome") or {}
+        text = f"decision {action}: {data.get('question', '')}"
+        if event["type"] == "decision.recorded" and outcome.get("chosen_option_label"):
+            text += f" → {outcome['chosen_option_label']}"
+        return text
+    if kind == "budget":
+        change = data.get("change") or {}
+        return f"budget {action}" + (f": {change['summary']}" if change.get("summary") else "")
+    if kind == "group":
+        return f"course {action}" + (f": {data['title']}" if data.get("title") else "")
+    if kind == "plan":
+        return f"care and support plan {action}" + (f" ({data['status']})" if data.get("status") else "")
+    return f"{kind} {action}"
 
 
 #: portfolio section -> the service whose data it shows

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from coproduction import jsonio
 from coproduction.events import InvalidEvent, dumps, now
 
 from . import portfolio, subjects
@@ -156,41 +157,50 @@ def _lock_people(session: Session, people: list[str]) -> None:
 
 
 def recompose(session: Session, nhs_number: str) -> None:
-    rows = session.execute(select(aggregates).where(aggregates.c.nhs_number == nhs_number)).mappings().all()
-    recent = session.execute(
-        select(change_log.c.type, change_log.c.event_time, change_log.c.body)
-        .where(change_log.c.subject == nhs_number).order_by(change_log.c.position.desc()).limit(50)
-    ).all()
-    _store(session, [(nhs_number, portfolio.compose(nhs_number, rows, recent))])
+    recompose_many(session, [nhs_number])
 
 
 def recompose_many(session: Session, nhs_numbers) -> None:
-    """Recompose several people at once: two reads and one upsert for all of them, the same documents
-    as :func:`recompose` one by one (which a single person still takes: its read stops at 50 rows)."""
+    """Recompose people's portfolios: two reads and one upsert for all of them."""
     people = sorted(set(nhs_numbers))
-    if len(people) <= 1:
-        for nhs_number in people:
-            recompose(session, nhs_number)
+    if not people:
         return
     rows: dict[str, list] = {n: [] for n in people}
     for row in session.execute(select(aggregates).where(aggregates.c.nhs_number.in_(people))).mappings():
         rows[row["nhs_number"]].append(row)
-    ranked = select(change_log.c.subject, change_log.c.type, change_log.c.event_time, change_log.c.body,
-                    func.row_number().over(partition_by=change_log.c.subject,
-                                           order_by=change_log.c.position.desc()).label("n")
-                    ).where(change_log.c.subject.in_(people)).subquery()
+    recent = newest_changes(session, people)
+    _store(session, [(n, portfolio.compose(n, rows[n], recent[n]), portfolio.recent_changes(recent[n]))
+                     for n in people])
+
+
+def newest_changes(session: Session, people: list[str]) -> dict[str, list[tuple[int, datetime, dict]]]:
+    """Each person's newest changes (``portfolio.CHANGES_KEPT`` of them), the newest first, as
+    (position, time, event)."""
+    c = change_log
+    if len(people) == 1:  # the consumer's one person: an index scan that stops at the limit
+        found = session.execute(select(c.c.subject, c.c.position, c.c.event_time, c.c.body)
+                                .where(c.c.subject == people[0]).order_by(c.c.position.desc())
+                                .limit(portfolio.CHANGES_KEPT))
+    else:
+        ranked = select(c.c.subject, c.c.position, c.c.event_time, c.c.body,
+                        func.row_number().over(partition_by=c.c.subject, order_by=c.c.position.desc()).label("n")
+                        ).where(c.c.subject.in_(people)).subquery()
+        found = session.execute(select(ranked).where(ranked.c.n <= portfolio.CHANGES_KEPT)
+                                .order_by(ranked.c.subject, ranked.c.n))
     recent: dict[str, list] = {n: [] for n in people}
-    for row in session.execute(select(ranked).where(ranked.c.n <= 50).order_by(ranked.c.subject, ranked.c.n)):
-        recent[row.subject].append(row)
-    _store(session, [(n, portfolio.compose(n, rows[n], recent[n])) for n in people])
+    for row in found:
+        recent[row.subject].append((row.position, row.event_time, jsonio.loads(row.body)))
+    return recent
 
 
-def _store(session: Session, documents: list[tuple[str, dict]]) -> None:
-    """Insert or replace portfolio documents (one statement for all of them)."""
+def _store(session: Session, documents: list[tuple[str, dict, dict]]) -> None:
+    """Insert or replace portfolio documents and their recent changes (one statement for all of them)."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(portfolios)
     stmt = stmt.on_conflict_do_update(index_elements=[portfolios.c.nhs_number],
                                       set_={"document": stmt.excluded.document,
+                                            "recent_changes": stmt.excluded.recent_changes,
                                             "updated_at": stmt.excluded.updated_at})
     at = now()
-    session.execute(stmt, [{"nhs_number": n, "document": d, "updated_at": at} for n, d in documents])
+    session.execute(stmt, [{"nhs_number": n, "document": d, "recent_changes": r, "updated_at": at}
+                           for n, d, r in documents])

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 import flask_smorest
 import marshmallow as ma
-from flask import jsonify
 from sqlalchemy import and_, func, or_, select
 
 from coproduction.events import iso, now

@@ -70,28 +70,57 @@ def test_prepared_statements_answer_as_sqlalchemy_does(db):
         assert by_owner.run(session, {"owner": "nobody"}) is None
 
 
-def test_the_standing_read_brings_the_newest_changes_of_the_window(db):
-    """The admission summary's changes come with the access decision's one read: the person's own,
-    since the window's start, the newest first, one more than are shown (on both databases)."""
+def change(subject: str, n: int, days_ago: float, now: datetime) -> dict:
+    moment = now - timedelta(days=days_ago)
+    event = {"id": str(uuid.uuid4()), "type": "decision.recorded", "source": "/coproduction/decisions",
+             "subject": subject, "time": moment.isoformat().replace("+00:00", "Z"), "aggregateid": f"d-{n}",
+             "aggregateversion": 1, "data": {"question": f"question {n} \u001e", "outcome": {"chosen_option_label": "yes"}}}
+    return {"event_id": event["id"], "type": event["type"], "subject": subject, "event_time": moment,
+            "body": json.dumps(event)}
+
+
+def test_the_standing_read_brings_the_recent_changes_the_consumer_kept(db):
+    """The admission summary's changes come with the access decision's one read, as the consumer
+    kept them beside the document: the person's own, the newest first, one more than are shown; the
+    summary shows its window's and says when there may be more (on both databases)."""
+    from types import SimpleNamespace
+
+    from gateway import admission, portfolio, projection
     from gateway.models import change_log, metadata as gateway_tables
-    from gateway.policy.decision import CHANGES_SHOWN, STANDING, _changes
+    from gateway.policy.decision import STANDING
     gateway_tables.create_all(db.engine)
-    now = datetime.now(timezone.utc)
-    rows = [{"event_id": str(uuid.uuid4()), "type": "plan.revised", "subject": subject,
-             "event_time": now - timedelta(days=days), "body": json.dumps({"n": n, "text": "a\u001e b"})}
-            for n, (subject, days) in enumerate([("9434765919", 40)] * 3 + [("9434765919", 1)] * (CHANGES_SHOWN + 5)
-                                                + [("9000000009", 1)] * 2)]
+    now, shown = datetime.now(timezone.utc), portfolio.CHANGES_SHOWN
+    rows = ([change("9434765919", n, 40, now) for n in range(3)]
+            + [change("9434765919", n, 1, now) for n in range(3, shown + 8)] + [change("9000000009", 0, 1, now)])
     with db.session() as session:
         session.execute(change_log.insert(), rows)
-    with db.session() as session:
-        standing = STANDING[(True, True)].run(session, {"subject": "9434765919", "org": "X", "at": now,
-                                                        "since": now - timedelta(days=30)})
-    changes = _changes(standing.changes)
-    assert len(changes) == CHANGES_SHOWN + 1
-    shown = [json.loads(body)["n"] for _position, body in changes]
-    assert shown == list(range(CHANGES_SHOWN + 7, 6, -1))  # the newest, none older than 30 days, none of another
-    assert [p for p, _ in changes] == sorted((p for p, _ in changes), reverse=True)
-    assert json.loads(changes[0][1])["text"] == "a\x1e b"  # a separator inside a string stays escaped
+        projection.recompose_many(session, ["9434765919", "9000000009"])
+
+    def standing(subject):
+        with db.session() as session:
+            return STANDING[(True, True)].run(session, {"subject": subject, "org": "X", "at": now})
+
+    kept = standing("9434765919").recent_changes
+    assert len(kept["items"]) == len(kept["at"]) == portfolio.CHANGES_KEPT
+    assert [i["ref"] for i in kept["items"]] == [f"d-{n}" for n in range(shown + 7, 6, -1)]  # none of another
+    assert kept["items"][0]["summary"] == f"decision recorded: question {shown + 7} \x1e → yes"
+
+    def summary(kept_changes, hidden=frozenset()):
+        decision = SimpleNamespace(changes=kept_changes, changes_since=now - timedelta(days=30))
+        return admission._recent_changes(decision, set(hidden))
+
+    full = summary(kept)
+    assert len(full["items"]) == shown and full["truncated"]
+    assert full["items"][0]["ref"] == f"d-{shown + 7}"
+    assert summary(kept, hidden={"decisions"})["items"] == []
+    with db.session() as session:  # eight of the newest go; the window then ends inside what is kept
+        session.execute(change_log.delete().where(change_log.c.event_id.in_([r["event_id"] for r in rows[-9:-1]])))
+        projection.recompose_many(session, ["9434765919"])
+    fewer = summary(standing("9434765919").recent_changes)
+    assert len(fewer["items"]) == shown - 3 and not fewer["truncated"]
+    assert {i["ref"] for i in fewer["items"]}.isdisjoint({"d-0", "d-1", "d-2"})  # older than 30 days
+    nobody = standing("9000000001")
+    assert nobody.document is None and summary(nobody.recent_changes)["items"] == []
 
 
 def visible_elsewhere(db: Database, body: str) -> bool:

@@ -24,11 +24,11 @@ anything is forwarded, so a refused write leaves nothing behind. The decision is
 
 The names the rest of the gateway uses are re-exported here.
 """
-from .decision import CHANGES_SHOWN, Decision, body_json, current, enforce, unprocessable
+from .decision import Decision, body_json, current, enforce, unprocessable
 from .rules import (EMERGENCY, FHIR, FORWARDED, NONE, PATH, PATIENT_SEARCH, PERSONAL, POPULATION, PUBLIC, QUERY,
                     RULES, SHAREABLE, Rule, may_read, rule_for_request)
 from .visibility import Visibility, scrub, scrub_value
 
-__all__ = ["CHANGES_SHOWN", "Decision", "EMERGENCY", "FHIR", "FORWARDED", "NONE", "PATH", "PATIENT_SEARCH", "PERSONAL", "POPULATION",
+__all__ = ["Decision", "EMERGENCY", "FHIR", "FORWARDED", "NONE", "PATH", "PATIENT_SEARCH", "PERSONAL", "POPULATION",
            "PUBLIC", "QUERY", "RULES", "SHAREABLE", "Rule", "Visibility", "body_json", "current", "enforce",
            "may_read", "rule_for_request", "scrub", "scrub_value", "unprocessable"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request
-from sqlalchemy import String, bindparam, cast, func, or_, select
+from sqlalchemy import String, bindparam, func, literal, or_, select
 
 from coproduction.auth import Caller, unauthorised
 from coproduction.db import Prepared
@@ -17,7 +17,7 @@ from coproduction.http import Problem
 from coproduction.nhs_number import is_valid
 
 from .. import subjects
-from ..models import care_relationships, change_log, portfolios, sharing, subjects as subjects_table
+from ..models import care_relationships, portfolios, sharing, subjects as subjects_table
 from .rules import (BODY, EMERGENCY, NO_BODY, PATH, PERSONAL, PUBLIC, QUERY, SHAREABLE, Rule, may_read,
                     rule_for_request)
 from .visibility import hidden_from
@@ -35,7 +35,7 @@ class Decision:
     document: dict | None = None      # the person's portfolio document, where the rule reads it
     document_updated_at: datetime | None = None
     records: frozenset[tuple[str, str]] | None = None  # the person's (service, id) records, read with it
-    changes: list[tuple[int, str]] | None = None  # their newest changes (position, event), where the rule shows them
+    changes: dict | None = None       # their recent changes (portfolio.recent_changes), where the rule shows them
     changes_since: datetime | None = None
 
     @property
@@ -126,40 +126,28 @@ SUBJECT = bindparam("subject", type_=String)
 
 def _standing_statement(with_document: bool, with_changes: bool = False):
     """The person's standing in one statement: their sharing preferences, the caller's relationship
-    and, for a rule that shows them, their portfolio document and their changes since ``since``.
-    Built once, run with bound parameters (``subject``, ``org``, ``at``), so a request neither
-    builds nor compiles it."""
+    and, for a rule that shows them, their portfolio document, the ids it is scrubbed of
+    (visibility.scrub) and their recent changes (gateway/portfolio.py). Built once, run with bound
+    parameters (``subject``, ``org``, ``at``), so a request neither builds nor compiles it."""
     columns = [select(sharing.c.withhold).where(sharing.c.nhs_number == SUBJECT).scalar_subquery().label("withhold"),
                active_relationship(SUBJECT, bindparam("org", type_=String), bindparam("at")).label("relationship")]
-    if with_document:  # and the ids the answer is scrubbed of (visibility.scrub), in the same trip
-        p, r = portfolios, subjects_table
-        columns += [select(p.c.document).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("document"),
-                    select(p.c.updated_at).where(p.c.nhs_number == SUBJECT).scalar_subquery().label("updated_at"),
-                    select(func.aggregate_strings(r.c.service + RECORD_SEPARATOR + r.c.resource_id, RECORDS_SEPARATOR))
-                    .where(r.c.nhs_number == SUBJECT).scalar_subquery().label("records")]
-    if with_changes:  # the newest first, one more than are shown (so the view can say there were more)
-        c = change_log
-        recent = (select(c.c.position, c.c.body).where(c.c.subject == SUBJECT, c.c.event_time >= bindparam(
-            "since", type_=c.c.event_time.type)).order_by(c.c.position.desc()).limit(CHANGES_SHOWN + 1).subquery())
-        columns.append(select(func.aggregate_strings(cast(recent.c.position, String) + RECORD_SEPARATOR + recent.c.body,
-                                                     CHANGES_SEPARATOR)).scalar_subquery().label("changes"))
-    return select(*columns)
+    if not with_document:
+        return select(*columns)
+    p, r = portfolios, subjects_table
+    columns += [p.c.document, p.c.updated_at,
+                select(func.aggregate_strings(r.c.service + RECORD_SEPARATOR + r.c.resource_id, RECORDS_SEPARATOR))
+                .where(r.c.nhs_number == SUBJECT).scalar_subquery().label("records")]
+    if with_changes:
+        columns.append(p.c.recent_changes)
+    one_row = select(literal(1).label("one")).subquery("one_row")  # a row even when there is no portfolio
+    return select(*columns).select_from(one_row.outerjoin(p, p.c.nhs_number == SUBJECT))
 
 
 RECORD_SEPARATOR, RECORDS_SEPARATOR = " ", "\n"  # neither is in a service's name or a resource id
-CHANGES_SEPARATOR = "\x1e"  # never unescaped in JSON text, so never inside an event's body
-#: the most changes a view shows
-CHANGES_SHOWN = 100
 
 
 def _records(aggregated: str | None) -> frozenset[tuple[str, str]]:
     return frozenset(tuple(item.split(RECORD_SEPARATOR, 1)) for item in (aggregated or "").split(RECORDS_SEPARATOR) if item)
-
-
-def _changes(aggregated: str | None) -> list[tuple[int, str]]:
-    """(position, event body) of each change read, the newest first."""
-    pairs = (item.split(RECORD_SEPARATOR, 1) for item in (aggregated or "").split(CHANGES_SEPARATOR) if item)
-    return sorted(((int(position), body) for position, body in pairs), reverse=True)
 
 
 STANDING = {(document, changes): Prepared(_standing_statement(document, changes))
@@ -216,7 +204,7 @@ def decide(rule: Rule, caller: Caller, resource_id: str | None, session) -> Deci
         decision.document, decision.document_updated_at = standing.document, standing.updated_at
         decision.records = _records(standing.records)
     if rule.changes_days:
-        decision.changes = _changes(standing.changes)
+        decision.changes = standing.recent_changes
     decision.withheld = frozenset(hidden_from(standing.withhold, caller.role))
     if caller.role == "admin":
         decision.relationship = "admin"
