@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import flask_smorest
 import marshmallow as ma
-from flask import g, jsonify, request
+from flask import current_app, g, jsonify, request
 
 from coproduction.http import Problem
 from coproduction.nhs_number import OPENAPI as NHS_NUMBER_SCHEMA
@@ -35,26 +35,34 @@ class PortfolioSchema(ma.Schema):
     withheld = ma.fields.List(ma.fields.String())
 
 
-def person() -> tuple:
-    """The decided person's portfolio: (caller, initiatives left out for the caller, document).
-    The access decision (gateway/policy/) has already settled the person, the caller's relationship
-    and the person's sharing preferences, and read the document with them in the request's
-    transaction (the routes that call this have rules with ``document=True``). The document's
-    ``updated_at`` is left in ``g.portfolio_updated_at`` (the admission summary shows it)."""
+def decided() -> policy.Decision:
+    """The decision on a route that reads the person's portfolio document. The access decision
+    (gateway/policy/) has already settled the person, the caller's relationship and the person's
+    sharing preferences, and read the document with them (the routes that call this have rules with
+    ``document=True``). The document's ``updated_at`` is left in ``g.portfolio_updated_at`` (the
+    admission summary shows it)."""
     decision = policy.current()
     if not decision.rule.document:
         raise RuntimeError(f"the rule of {request.url_rule} does not read the portfolio document")
-    if decision.document is None:
+    if decision.document_text is None:
         raise Problem(404, "Not Found", "No portfolio for this person yet.")
     g.portfolio_updated_at = decision.document_updated_at
+    return decision
+
+
+def person() -> tuple:
+    """The decided person's portfolio: (caller, initiatives left out for the caller, document)."""
+    decision = decided()
     return decision.caller, set(decision.unseen), decision.document
 
 
 @bp.route("/<nhs_number>/portfolio", parameters=nhs_path())
 @bp.response(200, PortfolioSchema)
 def get_portfolio(nhs_number):
-    _who, hidden, document = person()
-    return jsonify(portfolio.for_role(document, hidden))
+    decision = decided()
+    if not decision.unseen:  # nothing to leave out: the stored text, never parsed and encoded again
+        return current_app.response_class(portfolio.whole(decision.document_text), mimetype="application/json")
+    return jsonify(portfolio.for_role(decision.document, set(decision.unseen)))
 
 
 class PrioritiesSchema(ma.Schema):

@@ -207,3 +207,23 @@ def test_the_json_provider_keeps_flasks_forms():
     app.debug = True
     with app.app_context():
         assert ours.response({"a": 1}).get_data(as_text=True) == '{\n  "a": 1\n}\n'
+
+
+def test_a_portfolio_seen_whole_is_its_stored_text_saying_what_for_role_would(db):
+    """A caller who may see every initiative gets the document's stored JSON text, never parsed:
+    the same JSON as for_role makes of the parsed document (on both databases)."""
+    from gateway import portfolio, projection
+    from gateway.models import metadata as gateway_tables
+    from gateway.policy.decision import STANDING
+    gateway_tables.create_all(db.engine)
+    document = {"nhs_number": "9434765919", "priorities": [{"text": "Café \u2014 \"walks\"", "rank": 1,
+                                                             "nested": {"a": [1, 2.5, None, True]}}],
+                "plan": None, "timeline": [], "freshness": {"plans": None}, "big": 2 ** 70}
+    with db.session() as session:
+        projection._store(session, [("9434765919", document, {"at": [], "items": []})])
+    with db.session() as session:
+        standing = STANDING[(True, False)].run(session, {"subject": "9434765919", "org": "X",
+                                                         "at": datetime.now(timezone.utc)})
+    assert isinstance(standing.document, str)
+    whole = json.loads(portfolio.whole(standing.document))
+    assert whole == portfolio.for_role(json.loads(standing.document), set()) == dict(document, withheld=[])

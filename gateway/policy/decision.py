@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request
-from sqlalchemy import String, bindparam, func, literal, or_, select
+from sqlalchemy import String, Text, bindparam, cast, func, literal, or_, select
 
+from coproduction import jsonio
 from coproduction.auth import Caller, unauthorised
 from coproduction.db import Prepared
 from coproduction.http import Problem
@@ -32,11 +33,16 @@ class Decision:
     withheld: frozenset[str] = frozenset()
     first_record: bool = False        # a create that will establish the caller's relationship
     resource_id: str | None = None
-    document: dict | None = None      # the person's portfolio document, where the rule reads it
+    document_text: str | None = None  # the person's portfolio document as stored, where the rule reads it
     document_updated_at: datetime | None = None
     records: frozenset[tuple[str, str]] | None = None  # the person's (service, id) records, read with it
     changes: dict | None = None       # their recent changes (portfolio.recent_changes), where the rule shows them
     changes_since: datetime | None = None
+
+    @functools.cached_property
+    def document(self) -> dict | None:
+        """The document, parsed where a route needs more than its stored text."""
+        return None if self.document_text is None else jsonio.loads(self.document_text)
 
     @property
     def break_glass(self) -> bool:
@@ -134,7 +140,7 @@ def _standing_statement(with_document: bool, with_changes: bool = False):
     if not with_document:
         return select(*columns)
     p, r = portfolios, subjects_table
-    columns += [p.c.document, p.c.updated_at,
+    columns += [cast(p.c.document, Text).label("document"), p.c.updated_at,
                 select(func.aggregate_strings(r.c.service + RECORD_SEPARATOR + r.c.resource_id, RECORDS_SEPARATOR))
                 .where(r.c.nhs_number == SUBJECT).scalar_subquery().label("records")]
     if with_changes:
@@ -201,7 +207,7 @@ def decide(rule: Rule, caller: Caller, resource_id: str | None, session) -> Deci
     else:
         standing = STANDING[shape].run(session, params)
     if rule.document:
-        decision.document, decision.document_updated_at = standing.document, standing.updated_at
+        decision.document_text, decision.document_updated_at = standing.document, standing.updated_at
         decision.records = _records(standing.records)
     if rule.changes_days:
         decision.changes = standing.recent_changes
