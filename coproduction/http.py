@@ -180,7 +180,7 @@ def _refuse_unstorable() -> None:
     if NUL in request.path:
         raise Problem(400, "Bad Request", "The URL contains a NUL character (%00).")
     errors = {key: [UNSTORABLE_MESSAGE] for key, values in request.args.lists()
-              if UNSTORABLE.search(key) or any(UNSTORABLE.search(v) for v in values)}
+              if UNSTORABLE.search(key) or any(UNSTORABLE.search(v) for v in values)} if request.query_string else {}
     if request.method in ("POST", "PUT", "PATCH") and request.is_json:
         data = request.get_data(cache=True)
         if b"\\u0000" in data or b"\\ud" in data.lower():  # JSON carries them only escaped
@@ -243,7 +243,8 @@ def ctx() -> ServiceContext:
 def traceparent() -> str:
     value = getattr(g, "traceparent", None)
     if value is None:
-        value = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+        ids = secrets.token_hex(24)  # a trace id and a span id
+        value = f"00-{ids[:32]}-{ids[32:]}-01"
         g.traceparent = value
     return value
 

@@ -339,6 +339,9 @@ def test_a_get_is_decided_on_its_query_and_never_on_a_body(world):
     r = p.call("hospital", "GET", f"/v1/budgets?nhs_number={A}", data=json.dumps({"nhs_number": C}),
                headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and budget not in r.text
+    chunked = p.call("hospital", "GET", f"/v1/budgets?nhs_number={A}", data=iter([json.dumps({"nhs_number": C}).encode()]),
+                     headers={"Content-Type": "application/json"})  # no Content-Length: Transfer-Encoding
+    assert chunked.status_code == 400 and budget not in chunked.text
     r = p.call("hospital", "GET", f"/v1/budgets?nhs_number={A}")
     assert r.status_code == 403 and budget not in r.text  # A withheld budgets from hospitals
     assert audit_rows(p, nhs_number=A)[-1]["resource"] == f"/v1/budgets?nhs_number={A}"

@@ -241,7 +241,7 @@ def enforce():
             return None
         if caller is None:
             raise unauthorised("A bearer token is required (Authorization: Bearer <token>).")
-        if request.method in NO_BODY and request.get_data(cache=True):
+        if request.method in NO_BODY and _sent_a_body():
             raise Problem(400, "Bad Request", f"A {request.method} request has no body; send none.")
         from ..security import request_session
         g.decision = decide(rule, caller, resource_id, request_session())
@@ -252,6 +252,14 @@ def enforce():
             raise current_app.extensions["every_bad_field"](problem) from None
         raise
     return None
+
+
+def _sent_a_body() -> bool:
+    """Whether the request carries a body; one with neither a length nor a transfer coding has none
+    (RFC 9112 §6.3), and is not read to find out."""
+    if not request.content_length and "Transfer-Encoding" not in request.headers:
+        return False
+    return bool(request.get_data(cache=True))
 
 
 def current() -> Decision:
