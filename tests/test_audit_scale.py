@@ -40,7 +40,8 @@ def put_portfolio(platform) -> None:
     document = {"nhs_number": NHS, "priorities": [], "past_priorities": [], "plan": None, "plans": [], "budget": None,
                 "decisions": [], "groups": [], "timeline": [], "freshness": {}}
     with db.session() as s:
-        s.execute(portfolios.insert().values(nhs_number=NHS, document=document, updated_at=now()))
+        s.execute(portfolios.insert().values(nhs_number=NHS, document=document,
+                                             recent_changes={"at": [], "items": []}, updated_at=now()))
     db.dispose()
 
 
