@@ -154,7 +154,8 @@ SECTION_SERVICE = {"plan": "plans", "plans": "plans", "budget": "budgets", "deci
 def whole(document_text: str) -> str:
     """What :func:`for_role` makes of a stored document (its JSON text, an object) when nothing is
     withheld, made from the text itself: the document with ``"withheld": []``."""
-    return document_text.rstrip()[:-1] + ', "withheld": []}'
+    members = document_text.strip()[1:-1].strip()
+    return "{" + members + (", " if members else "") + '"withheld": []}'
 
 
 def for_role(document: dict, withheld_services: set[str]) -> dict:

@@ -227,3 +227,4 @@ def test_a_portfolio_seen_whole_is_its_stored_text_saying_what_for_role_would(db
     assert isinstance(standing.document, str)
     whole = json.loads(portfolio.whole(standing.document))
     assert whole == portfolio.for_role(json.loads(standing.document), set()) == dict(document, withheld=[])
+    assert json.loads(portfolio.whole(" {} ")) == portfolio.for_role({}, set())
