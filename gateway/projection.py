@@ -156,10 +156,6 @@ def _lock_people(session: Session, people: list[str]) -> None:
                     {"keys": people})
 
 
-def recompose(session: Session, nhs_number: str) -> None:
-    recompose_many(session, [nhs_number])
-
-
 def recompose_many(session: Session, nhs_numbers) -> None:
     """Recompose people's portfolios: two reads and one upsert for all of them."""
     people = sorted(set(nhs_numbers))
