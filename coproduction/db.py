@@ -42,10 +42,10 @@ class Database:
                           connect_args=options, json_deserializer=jsonio.loads)
             self.engine: Engine = create_engine(url, **pooled)
             # reading requests' connections are autocommit from their first connect, so a checkout
-            # neither sets nor resets it (a third of a request's connection handling)
-            self._reading_engine: Engine | None = create_engine(url, isolation_level="AUTOCOMMIT", **pooled)
+            # neither sets nor resets it (docs/performance.md)
+            reading: Engine | None = create_engine(url, isolation_level="AUTOCOMMIT", **pooled)
         else:
-            self._reading_engine = None
+            reading = None
             self.engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # SQLite opens a read transaction lazily; BEGIN IMMEDIATE makes writers queue up
@@ -53,7 +53,7 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._requests = self.engine.execution_options(deferred_begin=True)
-        self._reading_requests = self._reading_engine or self._requests
+        self._reading_requests = reading or self._requests
 
     def drop_schema(self) -> None:
         if self.is_postgres and self.schema:
@@ -86,8 +86,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._reading_engine is not None:
-            self._reading_engine.dispose()
+        if self._reading_requests is not self._requests:  # PostgreSQL: the reading engine's pool
+            self._reading_requests.dispose()
 
 
 class Prepared:

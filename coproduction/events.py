@@ -115,10 +115,14 @@ class EnvelopeSchema(TolerantSchema):
     @validates_schema
     def _source_matches_type(self, value, **kwargs):
         prefix = value["type"].split(".")[0]
-        service = value["source"].rsplit("/", 1)[-1]
-        if not service.startswith(prefix):
+        if not service_of(value).startswith(prefix):
             raise ValidationError(f"type {value['type']} does not belong to source {value['source']}",
                                   "type")
+
+
+def service_of(event: dict) -> str:
+    """The name of the service an event comes from (its ``source`` is ``/services/<name>``)."""
+    return event["source"].rsplit("/", 1)[-1]
 
 
 class InvalidEvent(Exception):

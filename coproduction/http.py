@@ -179,8 +179,10 @@ def _refuse_unstorable() -> None:
     naming the field, 400 in the path) instead of failing on the insert."""
     if NUL in request.path:
         raise Problem(400, "Bad Request", "The URL contains a NUL character (%00).")
-    errors = {key: [UNSTORABLE_MESSAGE] for key, values in request.args.lists()
-              if UNSTORABLE.search(key) or any(UNSTORABLE.search(v) for v in values)} if request.query_string else {}
+    errors = {}
+    if request.query_string:
+        errors = {key: [UNSTORABLE_MESSAGE] for key, values in request.args.lists()
+                  if UNSTORABLE.search(key) or any(UNSTORABLE.search(v) for v in values)}
     if request.method in ("POST", "PUT", "PATCH") and request.is_json:
         data = request.get_data(cache=True)
         if b"\\u0000" in data or b"\\ud" in data.lower():  # JSON carries them only escaped

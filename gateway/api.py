@@ -61,7 +61,8 @@ def person() -> tuple:
 def get_portfolio(nhs_number):
     decision = decided()
     if not decision.unseen:  # nothing to leave out: the stored text, never parsed and encoded again
-        return current_app.response_class(portfolio.whole(decision.document_text), mimetype="application/json")
+        return current_app.response_class(portfolio.whole(decision.document_text) + "\n",
+                                          mimetype=current_app.json.mimetype)
     return jsonify(portfolio.for_role(decision.document, set(decision.unseen)))
 
 

@@ -23,6 +23,7 @@ import marshmallow as ma
 from flask import jsonify
 from sqlalchemy import func, or_, select
 
+from coproduction.events import service_of
 from coproduction.http import Problem, ctx
 from coproduction.paging import invalid_cursor, position_cursor, read_position_cursor
 
@@ -112,7 +113,7 @@ def page(query: dict, who, subject: str | None = None) -> dict:
 
 
 def _initiative(event: dict) -> str:
-    return event["source"].rsplit("/", 1)[-1]
+    return service_of(event)
 
 
 @bp.route("/changes")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from coproduction.events import iso
+from coproduction.events import iso, service_of
 from coproduction.service import service_names
 
 from .priorities import Held, merge
@@ -38,10 +38,15 @@ def _pick(rows: list) -> dict | None:
 
 
 def _neg_time(moment: datetime) -> float:
-    """Newest first as a sort key; a naive time (SQLite gives those back) is taken as UTC, as iso does."""
+    """Newest first as a sort key."""
+    return -_epoch(moment)
+
+
+def _epoch(moment: datetime) -> float:
+    """Seconds since the epoch; a naive time (SQLite gives those back) is taken as UTC, as iso does."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return -moment.timestamp()
+    return moment.timestamp()
 
 
 def _section(row) -> dict:
@@ -79,8 +84,8 @@ def compose(nhs_number: str, rows: list, recent: list) -> dict:
     timeline = []
     for _position, _time, event in recent[:TIMELINE]:
         timeline.append({"type": event["type"], "time": event["time"], "event_id": event["id"],
-                         "service": event["source"].rsplit("/", 1)[-1], "ref": event["aggregateid"],
-                         "version": event["aggregateversion"], "summary": _summary(event)})
+                         "service": service_of(event), "ref": event["aggregateid"],
+                         "version": event["aggregateversion"], "summary": _timeline_summary(event)})
     # by the services' own clocks and versions, so a rebuilt projection gives the same timeline
     timeline.sort(key=lambda t: (t["time"], t["ref"], t["version"]), reverse=True)
 
@@ -101,7 +106,7 @@ def compose(nhs_number: str, rows: list, recent: list) -> dict:
     }
 
 
-def _summary(event: dict) -> str:
+def _timeline_summary(event: dict) -> str:
     data = event.get("data", {})
     kind, action = event["type"].split(".", 1)
     detail = data.get("title") or data.get("question") or data.get("reason") or ""
@@ -118,15 +123,11 @@ def recent_changes(recent: list) -> dict:
     kept = recent[:CHANGES_KEPT]
     return {"at": [_epoch(moment) for _position, moment, _event in kept],
             "items": [{"position": position, "time": event["time"], "type": event["type"],
-                       "service": event["source"].rsplit("/", 1)[-1], "ref": event["aggregateid"],
-                       "summary": change_summary(event)} for position, _moment, event in kept]}
+                       "service": service_of(event), "ref": event["aggregateid"],
+                       "summary": _admission_summary(event)} for position, _moment, event in kept]}
 
 
-def _epoch(moment: datetime) -> float:
-    return -_neg_time(moment)
-
-
-def change_summary(event: dict) -> str:
+def _admission_summary(event: dict) -> str:
     """One line on a change, as the admission summary says it."""
     data = event.get("data") or {}
     kind, action = event["type"].split(".", 1)

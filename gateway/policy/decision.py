@@ -199,8 +199,8 @@ def decide(rule: Rule, caller: Caller, resource_id: str | None, session) -> Deci
     at = datetime.now(timezone.utc)
     params = {"subject": decision.subject, "org": caller.org, "at": at}
     shape = (rule.document, bool(rule.changes_days))
-    if rule.changes_days:
-        params["since"] = decision.changes_since = at - timedelta(days=rule.changes_days)
+    if rule.changes_days:  # the window the view takes of the recent changes read with the document
+        decision.changes_since = at - timedelta(days=rule.changes_days)
     if rule.action == "create":
         standing = session.execute(STANDING[shape].statement.add_columns(
             subjects.holds_any(rule.service, SUBJECT).label("has_record")), params).one()
